@@ -182,9 +182,8 @@ impl Body {
         let mut part_starts = Vec::with_capacity(heads.len() + 1);
         let mut inline = Vec::new();
         let mut offset: Option<u64> = Some(0);
-        let inline_start = |offset: Option<u64>, inline: &Vec<u8>| {
-            offset.map(|o| o + inline.len() as u64)
-        };
+        let inline_start =
+            |offset: Option<u64>, inline: &Vec<u8>| offset.map(|o| o + inline.len() as u64);
         for ((name, filename, content_type, headers, is_file), data) in heads.into_iter().zip(datas)
         {
             part_starts.push(inline_start(offset, &inline).unwrap_or(u64::MAX));
@@ -230,7 +229,8 @@ impl Body {
             starts.push(at);
             at = at.saturating_add(segment.len().unwrap_or(u64::MAX));
         }
-        let scanner = (!options.skip_stream_boundary_check).then(|| DelimiterScanner::new(&boundary));
+        let scanner =
+            (!options.skip_stream_boundary_check).then(|| DelimiterScanner::new(&boundary));
         Ok(Body {
             boundary,
             segments,
@@ -308,7 +308,10 @@ impl Body {
             }
             _ => {}
         }
-        let segment = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let segment = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
         let segment = if offset == self.len.unwrap_or(0) && self.len.is_some() {
             self.segments.len()
         } else {
@@ -574,15 +577,23 @@ fn push_segment(segments: &mut Vec<Segment>, offset: Option<u64>, segment: Segme
     }
 }
 
-type Head = (String, Option<String>, Option<String>, Vec<(String, String)>, bool);
+type Head = (
+    String,
+    Option<String>,
+    Option<String>,
+    Vec<(String, String)>,
+    bool,
+);
 
 /// Uses the caller's boundary, refusing it if an in-memory value contains its delimiter; or
 /// generates one that no in-memory value contains.
 fn choose_boundary(given: Option<&str>, heads: &[Head], datas: &[Data]) -> Result<String> {
     let collision = |boundary: &str| {
+        let checker = scan::ValueChecker::new(boundary);
         heads.iter().zip(datas).find_map(|(head, data)| match data {
-            Data::Memory(bytes) => scan::find_delimiter(boundary, (**bytes).as_ref())
-                .map(|at| (head.0.clone(), at.max(0) as u64)),
+            Data::Memory(bytes) => checker
+                .find((**bytes).as_ref())
+                .map(|at| (head.0.clone(), at)),
             _ => None,
         })
     };

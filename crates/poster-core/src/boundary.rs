@@ -70,6 +70,13 @@ pub fn content_type(boundary: &str) -> String {
     }
 }
 
+/// Where the `--boundary` of a delimiter starts in in-memory part data (data that starts with
+/// `--boundary` counts: the part header before it ends with CRLF), or `None`. Negative never
+/// happens for data checked on its own.
+pub fn find_delimiter(boundary: &str, data: &[u8]) -> Option<i64> {
+    crate::scan::find_delimiter(boundary, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,13 +105,7 @@ mod tests {
 
     #[test]
     fn content_type_quotes_only_when_needed() {
-        assert_eq!(
-            content_type("XYZ"),
-            "multipart/form-data; boundary=XYZ"
-        );
-        assert_eq!(
-            content_type("a b"),
-            "multipart/form-data; boundary=\"a b\""
-        );
+        assert_eq!(content_type("XYZ"), "multipart/form-data; boundary=XYZ");
+        assert_eq!(content_type("a b"), "multipart/form-data; boundary=\"a b\"");
     }
 }

@@ -161,12 +161,7 @@ impl FileData {
         }
         if self.given.is_none() {
             // Read-ahead hint only; failure changes nothing.
-            let _ = rustix::fs::fadvise(
-                &*file,
-                self.offset,
-                None,
-                rustix::fs::Advice::Sequential,
-            );
+            let _ = rustix::fs::fadvise(&*file, self.offset, None, rustix::fs::Advice::Sequential);
         }
         Ok(file)
     }

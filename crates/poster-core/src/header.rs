@@ -41,10 +41,7 @@ fn is_tchar(byte: u8) -> bool {
 /// Refuses header values that would break the header block: a CR, LF or NUL cannot be escaped in
 /// a header value, and other control characters are never valid there.
 fn check_value(part: &str, header: &str, value: &str) -> Result<()> {
-    if value
-        .bytes()
-        .any(|b| b == b'\r' || b == b'\n' || b == 0)
-    {
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(invalid(part, header, "contains CR, LF or NUL"));
     }
     if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {

@@ -38,8 +38,8 @@
 //! Files are read with `pread`, so this crate supports Unix-like systems.
 #![deny(missing_docs)]
 
-pub mod boundary;
 mod body;
+pub mod boundary;
 mod error;
 pub mod escape;
 mod file;

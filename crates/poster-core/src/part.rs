@@ -157,9 +157,7 @@ impl Part {
     /// A file part read from `path`, with the path's last component as its filename.
     pub fn file(name: impl Into<String>, path: impl AsRef<Path>) -> Part {
         let path = path.as_ref();
-        let filename = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned());
+        let filename = path.file_name().map(|f| f.to_string_lossy().into_owned());
         Part {
             filename,
             ..Part::new(name, Source::Path(path.to_path_buf()))

@@ -67,11 +67,38 @@ impl DelimiterScanner {
     }
 }
 
+/// Checks in-memory part data for the delimiter with one reusable searcher.
+pub(crate) struct ValueChecker {
+    finder: memmem::Finder<'static>,
+}
+
+impl ValueChecker {
+    pub(crate) fn new(boundary: &str) -> ValueChecker {
+        let mut needle = Vec::with_capacity(boundary.len() + 4);
+        needle.extend_from_slice(b"\r\n--");
+        needle.extend_from_slice(boundary.as_bytes());
+        ValueChecker {
+            finder: memmem::Finder::new(&needle).into_owned(),
+        }
+    }
+
+    /// Where the `--boundary` of the first delimiter in `data` starts, if anywhere. The part
+    /// header before the data ends with CRLF, so data starting with `--boundary` counts.
+    pub(crate) fn find(&self, data: &[u8]) -> Option<u64> {
+        let needle = self.finder.needle();
+        if data.starts_with(&needle[2..]) {
+            return Some(0);
+        }
+        if data.len() < needle.len() {
+            return None;
+        }
+        self.finder.find(data).map(|at| at as u64 + 2)
+    }
+}
+
 /// Where the first delimiter lies in in-memory part data, if anywhere.
 pub(crate) fn find_delimiter(boundary: &str, data: &[u8]) -> Option<i64> {
-    let mut scanner = DelimiterScanner::new(boundary);
-    scanner.start(b"\r\n");
-    scanner.scan(data)
+    ValueChecker::new(boundary).find(data).map(|at| at as i64)
 }
 
 #[cfg(test)]

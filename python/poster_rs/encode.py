@@ -1,0 +1,643 @@
+"""multipart/form-data encoding with poster 0.8.1's API, for Python 3.
+
+Everything ``poster.encode`` had is here with the same names and call shapes; the body itself is
+built and streamed by the Rust core. See the README for the deliberate differences from poster.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import io
+import mimetypes
+import os
+import stat
+import urllib.parse
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Literal
+
+from . import _poster_rs
+from ._poster_rs import BoundaryError
+from .stream import ChunkedMultipartStream, MultipartStream
+
+__all__ = [
+    "MultipartParam",
+    "encode_and_quote",
+    "encode_file_header",
+    "encode_string",
+    "gen_boundary",
+    "get_body_size",
+    "get_headers",
+    "multipart_encode",
+]
+
+EscapeMode = Literal["quoted", "html5", "poster"]
+Callback = Callable[[Any, int, Any], object]
+
+#: Default size of the chunks a stream yields (file data is read straight into them).
+DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+def gen_boundary() -> str:
+    """A new boundary: 32 lowercase hex digits carrying 128 random bits."""
+    return _poster_rs.gen_boundary()
+
+
+def encode_and_quote(data: str | bytes | None) -> str | None:
+    """poster's helper: UTF-8 encode then ``urllib.parse.quote_plus``. ``None`` stays ``None``.
+
+    poster used it on boundaries; poster_rs validates boundaries instead and keeps this only
+    for compatibility.
+    """
+    if data is None:
+        return None
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return urllib.parse.quote_plus(data)
+
+
+def _text(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{what} {value!r} is not valid UTF-8") from exc
+    raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
+
+
+def _strify(value: Any) -> str | bytes | None:
+    if value is None or isinstance(value, (str, bytes)):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if hasattr(value, "read"):
+        raise TypeError(
+            "a file object was given as value; pass it as fileobj= (or as the value of a "
+            "(name, file) pair to multipart_encode)"
+        )
+    if isinstance(value, os.PathLike):
+        raise TypeError(
+            "a path was given as value; use MultipartParam.from_file(name, path) "
+            "(or pass it as the value of a (name, path) pair to multipart_encode)"
+        )
+    return str(value)
+
+
+def _is_text_file(fileobj: Any) -> bool:
+    if isinstance(fileobj, io.TextIOBase):
+        return True
+    mode = getattr(fileobj, "mode", None)
+    return isinstance(mode, str) and "b" not in mode and isinstance(fileobj, io.IOBase)
+
+
+def _regular_fd(fileobj: Any) -> int | None:
+    """The descriptor of a file object backed by a regular file, else ``None``."""
+    try:
+        fd = fileobj.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not isinstance(fd, int):
+        return None
+    try:
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except OSError:
+        return None
+
+
+def _measure(fileobj: Any) -> tuple[int | None, int | None]:
+    """``(start, size)`` of a file object's remaining data; ``None`` where unknowable."""
+    fd = _regular_fd(fileobj)
+    try:
+        start = fileobj.tell()
+    except (AttributeError, OSError, ValueError):
+        start = None
+    if fd is not None and start is not None:
+        return start, max(os.fstat(fd).st_size - start, 0)
+    if start is None:
+        return None, None
+    try:
+        end = fileobj.seek(0, io.SEEK_END)
+        fileobj.seek(start)
+    except (AttributeError, OSError, ValueError):
+        return start, None
+    if end is None:  # a seek() that does not return the position
+        end = fileobj.tell()
+        fileobj.seek(start)
+    return start, max(end - start, 0)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, "") if value is None else (1, value)
+
+
+class MultipartParam:
+    """One multipart/form-data parameter: a text value, or a file.
+
+    ``MultipartParam(name, value=None, filename=None, filetype=None, filesize=None,
+    fileobj=None, cb=None)`` as in poster 0.8.1. Exactly one of ``value`` and ``fileobj`` may be
+    given. ``headers`` adds part header lines (values with CR, LF or NUL are refused).
+    ``cb(param, current, total)`` is called as this part streams, with ``current`` and
+    ``total`` counted within the part.
+    """
+
+    def __init__(
+        self,
+        name: str | bytes,
+        value: Any = None,
+        filename: Any = None,
+        filetype: str | None = None,
+        filesize: int | None = None,
+        fileobj: BinaryIO | None = None,
+        cb: Callback | None = None,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        self.name = _text(name, "name")
+        self.value = _strify(value)
+        self.filename = None if filename is None else self._filename_text(filename)
+        if filetype is not None and not isinstance(filetype, str):
+            raise TypeError(f"filetype must be str, not {type(filetype).__name__}")
+        self.filetype = filetype
+        if self.value is not None and fileobj is not None:
+            raise ValueError("Only one of value or fileobj may be specified")
+        if filesize is not None:
+            if isinstance(filesize, bool) or not isinstance(filesize, int):
+                raise TypeError(f"filesize must be an int, not {type(filesize).__name__}")
+            if filesize < 0:
+                raise ValueError(f"filesize must not be negative (got {filesize})")
+        self._fileobj = fileobj
+        self._path: str | bytes | None = None
+        self._start: int | None = None
+        if fileobj is not None:
+            if not hasattr(fileobj, "read"):
+                raise TypeError(f"fileobj must have a read() method, not {type(fileobj).__name__}")
+            if _is_text_file(fileobj):
+                raise TypeError(
+                    f"part {self.name!r}: the file object is open in text mode; open it in "
+                    "binary mode ('rb') so its bytes are sent as they are"
+                )
+            self._start, measured = _measure(fileobj)
+            if filesize is None:
+                filesize = measured
+            elif measured is not None and measured != filesize:
+                raise ValueError(
+                    f"part {self.name!r}: filesize={filesize} but the file object has "
+                    f"{measured} bytes from its current position"
+                )
+        self.filesize = filesize
+        self.cb = cb
+        self.headers = None if headers is None else self._header_list(headers)
+
+    @staticmethod
+    def _filename_text(filename: Any) -> str:
+        if isinstance(filename, bytes):
+            return _text(filename, "filename")
+        if isinstance(filename, os.PathLike):
+            return os.fsdecode(filename)
+        return str(filename)
+
+    @staticmethod
+    def _header_list(
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    ) -> list[tuple[str, str]]:
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        out = []
+        for key, value in pairs:
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise TypeError("part header names and values must be str")
+            out.append((key, value))
+        return out
+
+    @property
+    def fileobj(self) -> BinaryIO | None:
+        """The file object; for a parameter made by ``from_file`` it is opened on first access
+        and closed with the parameter."""
+        if self._fileobj is None and self._path is not None:
+            fileobj = open(self._path, "rb")  # noqa: SIM115 - closed by the finalizer below
+            weakref.finalize(self, fileobj.close)
+            self._fileobj = fileobj
+            self._start = 0
+        return self._fileobj
+
+    @fileobj.setter
+    def fileobj(self, fileobj: BinaryIO | None) -> None:
+        self._fileobj = fileobj
+        self._path = None
+        self._start = None if fileobj is None else _measure(fileobj)[0]
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            _sort_key(self.name),
+            _sort_key(self.value),
+            _sort_key(self.filename),
+            _sort_key(self.filetype),
+            _sort_key(self.filesize),
+            id(self._fileobj) if self._fileobj is not None else self._path,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MultipartParam):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __lt__(self, other: MultipartParam) -> bool:
+        return self._key()[:5] < other._key()[:5]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        what = (
+            f"value={self.value!r}"
+            if self.value is not None
+            else f"filename={self.filename!r}, filesize={self.filesize!r}"
+        )
+        return f"MultipartParam({self.name!r}, {what})"
+
+    @property
+    def _is_file(self) -> bool:
+        return self.value is None
+
+    def reset(self) -> None:
+        """Rewinds the file to where it was when the parameter was made."""
+        if self._fileobj is not None:
+            self._fileobj.seek(self._start or 0)
+        elif self._path is None and self.value is None:
+            raise ValueError("Don't know how to reset this parameter")
+
+    @classmethod
+    def from_file(cls, paramname: str | bytes, filename: str | os.PathLike[str]) -> MultipartParam:
+        """A file parameter read from the path ``filename``, sent with its base name and a
+        content type guessed from it. The file is measured now (a missing file raises
+        ``FileNotFoundError`` here) and opened only while it is streamed."""
+        path = os.fspath(filename)
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path!r} is not a regular file")
+        text_path = os.fsdecode(path)
+        param = cls(
+            paramname,
+            filename=os.path.basename(text_path),
+            filetype=mimetypes.guess_type(text_path)[0],
+            filesize=st.st_size,
+        )
+        param._path = path
+        return param
+
+    @classmethod
+    def from_params(cls, params: Any) -> list[MultipartParam]:
+        """Converts a mapping or a sequence of ``(name, value)`` pairs and ``MultipartParam``s
+        into a list of ``MultipartParam``s. A list value gives one parameter per element; a
+        file object or path value gives a file parameter named after the file's base name."""
+        out: list[MultipartParam] = []
+        for item in _iter_items(params):
+            out.extend(_params_from_item(cls, item))
+        return out
+
+    def _body_bytes(self) -> bytes:
+        value = self.value
+        return value.encode("utf-8") if isinstance(value, str) else value  # type: ignore[return-value]
+
+    def encode_hdr(self, boundary: str, *, escape: EscapeMode = "quoted") -> bytes:
+        """The part's header block, starting with ``--boundary``."""
+        return _poster_rs.render_header(
+            boundary,
+            self.name,
+            self.filename,
+            self.filetype,
+            self.headers,
+            escape=escape,
+            is_file=self._is_file,
+        )
+
+    def _read_all(self) -> bytes:
+        if self._path is not None and self._fileobj is None:
+            with open(self._path, "rb") as f:
+                return f.read()
+        fileobj = self.fileobj
+        assert fileobj is not None
+        data = fileobj.read() if self.filesize is None else fileobj.read(self.filesize)
+        if not isinstance(data, bytes):
+            raise TypeError("the file object's read() must return bytes")
+        return data
+
+    def encode(self, boundary: str, *, escape: EscapeMode = "quoted") -> bytes:
+        """The whole part: header, data, CRLF. Raises ``BoundaryError`` (a ``ValueError``)
+        if the data contains the delimiter."""
+        data = self._body_bytes() if self.value is not None else self._read_all()
+        if _poster_rs.find_delimiter(boundary, data) is not None:
+            raise BoundaryError("boundary found in encoded string")
+        return self.encode_hdr(boundary, escape=escape) + data + b"\r\n"
+
+    def iter_encode(
+        self, boundary: str, blocksize: int = 4096, *, escape: EscapeMode = "quoted"
+    ) -> Iterator[bytes]:
+        """Yields the part in blocks: the header, the data ``blocksize`` bytes at a time, and
+        the closing CRLF, calling ``cb(self, current, total)`` after each block."""
+        total = (
+            self.get_size(boundary, escape=escape)
+            if self.filesize is not None or (self.value is not None)
+            else None
+        )
+        current = 0
+
+        def advance(block: bytes) -> None:
+            nonlocal current
+            current += len(block)
+            if self.cb is not None:
+                self.cb(self, current, total)
+
+        if self.value is not None:
+            block = self.encode(boundary, escape=escape)
+            yield block
+            advance(block)
+            return
+        header = self.encode_hdr(boundary, escape=escape)
+        yield header
+        advance(header)
+        needle = b"\r\n--" + boundary.encode("ascii")
+        tail = b"\r\n"
+        for block in self._iter_file(blocksize):
+            window = tail + block
+            if needle in window:
+                raise BoundaryError("boundary found in file data")
+            tail = window[-(len(needle) - 1) :]
+            yield block
+            advance(block)
+        yield b"\r\n"
+        advance(b"\r\n")
+
+    def _iter_file(self, blocksize: int) -> Iterator[bytes]:
+        if self._path is not None and self._fileobj is None:
+            with open(self._path, "rb") as f:
+                yield from iter(lambda: f.read(blocksize), b"")
+            return
+        fileobj = self.fileobj
+        assert fileobj is not None
+        left = self.filesize
+        while left is None or left > 0:
+            block = fileobj.read(blocksize if left is None else min(blocksize, left))
+            if not block:
+                break
+            if left is not None:
+                left -= len(block)
+            yield block
+
+    def get_size(self, boundary: str, *, escape: EscapeMode = "quoted") -> int:
+        """Bytes this part takes in the body: header, data and CRLF."""
+        if self.filesize is not None:
+            size = self.filesize
+        elif self.value is not None:
+            size = len(self._body_bytes())
+        else:
+            raise ValueError(f"part {self.name!r}: the size of its file object is unknown")
+        return len(self.encode_hdr(boundary, escape=escape)) + 2 + size
+
+    def _spec(self) -> tuple[Any, ...]:
+        """The part as the Rust core takes it."""
+        head = (self.name, self.filename, self.filetype, self.headers)
+        if self.value is not None:
+            return (*head, "bytes", self.value, None, None)
+        if self._path is not None and self._fileobj is None:
+            return (*head, "path", os.fsdecode(self._path), None, None)
+        fileobj = self._fileobj
+        if fileobj is None:
+            raise TypeError(
+                f"part {self.name!r} has no value: give a value, a file object or a path"
+            )
+        fd = _regular_fd(fileobj)
+        if fd is not None and self._start is not None:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                fileobj.flush()  # a writable file may hold bytes not yet on disk
+            position = fileobj.tell()
+            return (*head, "fd", fd, self.filesize, position)
+        return (*head, "reader", fileobj, self.filesize, self._start)
+
+
+def _iter_items(params: Any) -> Iterable[Any]:
+    if params is None:
+        return ()
+    if isinstance(params, Mapping):
+        return params.items()
+    if isinstance(params, (str, bytes)):
+        raise TypeError("params must be a mapping or a sequence of (name, value) pairs")
+    return params
+
+
+def _file_name_of(fileobj: Any) -> str | None:
+    name = getattr(fileobj, "name", None)
+    if isinstance(name, (str, bytes)) and name:
+        return os.path.basename(os.fsdecode(name))
+    return None
+
+
+def _params_from_item(cls: type[MultipartParam], item: Any) -> list[MultipartParam]:
+    if isinstance(item, MultipartParam):
+        return [item]
+    try:
+        name, value = item
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"form items must be (name, value) pairs or MultipartParam, not {item!r:.80}"
+        ) from None
+    name = _text(name, "name")
+    if isinstance(value, MultipartParam):
+        if value.name != name:
+            raise ValueError(f"MultipartParam named {value.name!r} given under the name {name!r}")
+        return [value]
+    if isinstance(value, list):
+        return [p for element in value for p in _params_from_item(cls, (name, element))]
+    if isinstance(value, tuple):
+        return [_param_from_file_tuple(cls, name, value)]
+    if isinstance(value, os.PathLike):
+        return [cls.from_file(name, value)]
+    if hasattr(value, "read"):
+        filename = _file_name_of(value)
+        filetype = mimetypes.guess_type(filename)[0] if filename else None
+        return [cls(name, filename=filename, filetype=filetype, fileobj=value)]
+    if value is None:
+        raise TypeError(f"part {name!r} has no value (None)")
+    return [cls(name, value)]
+
+
+def _param_from_file_tuple(
+    cls: type[MultipartParam], name: str, value: tuple[Any, ...]
+) -> MultipartParam:
+    """A requests-style ``(filename, data[, content_type[, headers]])`` value."""
+    if not 2 <= len(value) <= 4:
+        raise TypeError(
+            f"part {name!r}: a tuple value must be (filename, data[, content_type[, headers]])"
+        )
+    filename, data, *rest = value
+    filetype = rest[0] if rest else None
+    headers = rest[1] if len(rest) > 1 else None
+    if filetype is None and filename:
+        filetype = mimetypes.guess_type(os.fsdecode(filename))[0]
+    if isinstance(data, os.PathLike):
+        param = cls.from_file(name, data)
+        param.filename = None if filename is None else cls._filename_text(filename)
+        if filetype is not None:
+            param.filetype = filetype
+        param.headers = None if headers is None else cls._header_list(headers)
+        return param
+    if hasattr(data, "read"):
+        return cls(name, filename=filename, filetype=filetype, fileobj=data, headers=headers)
+    if isinstance(data, (str, bytes, bytearray, memoryview)):
+        data = _strify(data)
+        param = cls(
+            name,
+            filename=filename,
+            filetype=filetype,
+            fileobj=io.BytesIO(data.encode("utf-8") if isinstance(data, str) else data),
+            headers=headers,
+        )
+        return param
+    raise TypeError(f"part {name!r}: unsupported file data {type(data).__name__}")
+
+
+class _Normalizer:
+    """Called by the core for every item that is not a plain ``(str, str|bytes)`` pair; keeps
+    the parameters whose progress has to be reported."""
+
+    def __init__(self) -> None:
+        self.params: dict[int, MultipartParam] = {}
+
+    def __call__(self, index: int, item: Any) -> Any:
+        params = _params_from_item(MultipartParam, item)
+        specs = []
+        for offset, param in enumerate(params):
+            if param.cb is not None or self.keep_all:
+                self.params[index + offset] = param
+            specs.append(param._spec())
+        return specs[0] if len(specs) == 1 else specs
+
+    keep_all = False
+
+
+class _Progress:
+    """Turns "bytes start..end were produced" into poster's callbacks."""
+
+    def __init__(
+        self,
+        cb: Callback | None,
+        params: dict[int, MultipartParam],
+        starts: list[int],
+        total: int | None,
+    ) -> None:
+        self.cb = cb
+        self.params = params
+        self.starts = starts
+        self.total = total
+
+    def __call__(self, start: int, end: int) -> None:
+        starts, total, cb = self.starts, self.total, self.cb
+        if not starts:  # unknown length: progress without parts
+            if cb is not None:
+                cb(None, end, None)
+            return
+        last = len(starts) - 1
+        index = bisect.bisect_right(starts, start) - 1
+        while 0 <= index < last and starts[index] < end:
+            part_end = starts[index + 1]
+            upto = min(end, part_end)
+            param = self.params.get(index)
+            if cb is not None:
+                cb(param, upto, total)
+            if param is not None and param.cb is not None:
+                param.cb(param, upto - starts[index], part_end - starts[index])
+            if part_end > end:
+                break
+            index += 1
+        if end == total and cb is not None:
+            cb(None, total, total)
+
+
+def multipart_encode(
+    params: Any,
+    boundary: str | None = None,
+    cb: Callback | None = None,
+    *,
+    escape: EscapeMode = "quoted",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    check_boundary: bool = True,
+) -> tuple[MultipartStream | ChunkedMultipartStream, dict[str, str]]:
+    """Encodes ``params`` as multipart/form-data and returns ``(stream, headers)``.
+
+    ``params`` is a mapping or a sequence of ``(name, value)`` pairs and/or ``MultipartParam``s;
+    a value is ``str``, ``bytes``, an ``int``, a binary file object, an ``os.PathLike`` (sent as
+    the file at that path), a ``MultipartParam``, a list of values (repeated fields) or a
+    requests-style ``(filename, data[, content_type[, headers]])`` tuple. Every file is
+    measured now, none is read; a missing one raises here.
+
+    ``headers`` holds ``Content-Type`` and, unless a part has an unknown size, the exact
+    ``Content-Length``. ``boundary`` is validated against RFC 2046 (``BoundaryError``); by
+    default one with 128 random bits is generated. ``cb(param, current, total)`` is called as
+    the body streams, last with ``param=None``. ``escape`` picks how names and filenames are
+    escaped: ``"quoted"``, ``"html5"`` or ``"poster"``.
+    """
+    normalize = _Normalizer()
+    if cb is not None:
+        normalize.keep_all = True
+        items: list[Any] = MultipartParam.from_params(params)
+    else:
+        source = _iter_items(params)
+        items = source if type(source) is list else list(source)
+    stream_args = {
+        "boundary": boundary,
+        "escape": escape,
+        "chunk_size": chunk_size,
+        "check_boundary": check_boundary,
+    }
+    stream: MultipartStream | ChunkedMultipartStream = MultipartStream(
+        items, normalize, **stream_args
+    )
+    if stream.total is None:
+        # Same layout, no __len__: clients then send it chunked instead of trusting a length.
+        stream.__class__ = ChunkedMultipartStream
+    if cb is not None or normalize.params:
+        stream._set_progress(_Progress(cb, normalize.params, stream.part_starts, stream.total))
+    headers = {"Content-Type": stream.content_type}
+    if stream.total is not None:
+        headers["Content-Length"] = str(stream.total)
+    return stream, headers
+
+
+def encode_string(
+    boundary: str, name: str | bytes, value: Any, *, escape: EscapeMode = "quoted"
+) -> bytes:
+    """One text part: header, value, CRLF."""
+    return MultipartParam(name, value).encode(boundary, escape=escape)
+
+
+def encode_file_header(
+    boundary: str,
+    paramname: str | bytes,
+    filesize: int,
+    filename: Any = None,
+    filetype: str | None = None,
+    *,
+    escape: EscapeMode = "quoted",
+) -> bytes:
+    """The header block of a file part."""
+    param = MultipartParam(paramname, filesize=filesize, filename=filename, filetype=filetype)
+    return param.encode_hdr(boundary, escape=escape)
+
+
+def get_body_size(params: Any, boundary: str, *, escape: EscapeMode = "quoted") -> int:
+    """The Content-Length of ``params`` encoded with ``boundary``, from file metadata only."""
+    stream, _ = multipart_encode(params, boundary, escape=escape)
+    with stream:
+        if stream.total is None:
+            raise ValueError("the body has a part of unknown size; it has no Content-Length")
+        return stream.total
+
+
+def get_headers(params: Any, boundary: str, *, escape: EscapeMode = "quoted") -> dict[str, str]:
+    """``Content-Type`` and ``Content-Length`` headers for ``params`` encoded with ``boundary``."""
+    stream, headers = multipart_encode(params, boundary, escape=escape)
+    stream.close()
+    return headers
