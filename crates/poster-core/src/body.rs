@@ -348,16 +348,26 @@ impl Body {
         let at = self.segment_pos;
         match &mut self.segments[self.segment] {
             Segment::Reader(r) => {
+                let context = self.boundary.len() + 3;
                 let mut scratch = vec![0u8; 64 * 1024];
+                // "\r\n" (the header's end) plus the last skipped bytes: a delimiter that
+                // straddles the seek position is still found.
+                let mut preceding = b"\r\n".to_vec();
                 let mut left = at;
                 r.touched = true;
                 while left > 0 {
                     let want = scratch.len().min(left as usize);
-                    let n = r.reader.read(&mut scratch[..want]).map_err(|e| Error::Io {
-                        path: None,
-                        part: r.part.clone(),
-                        source: e,
-                    })?;
+                    let n = match r.reader.read(&mut scratch[..want]) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Err(Error::Io {
+                                path: None,
+                                part: r.part.clone(),
+                                source: e,
+                            });
+                        }
+                    };
                     if n == 0 {
                         return Err(Error::SizeChanged {
                             part: r.part.clone(),
@@ -366,12 +376,14 @@ impl Body {
                             actual: at - left,
                         });
                     }
+                    preceding.extend_from_slice(&scratch[..n]);
+                    if preceding.len() > 2 * context {
+                        preceding.drain(..preceding.len() - context);
+                    }
                     left -= n as u64;
                 }
-                // The scanner context before a mid-reader seek is not kept; scanning resumes
-                // from here.
                 if let Some(scanner) = &mut self.scanner {
-                    scanner.start(b"");
+                    scanner.start(&preceding);
                 }
             }
             Segment::File(f) => {
@@ -397,6 +409,8 @@ impl Body {
 
     /// How long the next chunk of at most `max` bytes will be; `None` at the end. For a body of
     /// unknown length this is an upper bound.
+    /// `Some(0)` means only empty parts are left: [`Body::fill`] with an empty buffer checks
+    /// them and finishes the body.
     pub fn next_chunk_len(&self, max: usize) -> Option<usize> {
         if self.is_finished() {
             return None;
@@ -422,7 +436,10 @@ impl Body {
 
     fn fill_inner(&mut self, buf: &mut [u8]) -> Result<usize> {
         let mut written = 0;
-        while written < buf.len() && self.segment < self.segments.len() {
+        while self.segment < self.segments.len() {
+            if written == buf.len() && self.segments[self.segment].len() != Some(0) {
+                break;
+            }
             let index = self.segment;
             let at = self.segment_pos;
             let space = &mut buf[written..];
@@ -567,7 +584,8 @@ fn read_reader(r: &mut ReaderData, at: u64, space: &mut [u8]) -> Result<(usize, 
 
 fn push_segment(segments: &mut Vec<Segment>, offset: Option<u64>, segment: Segment) -> Option<u64> {
     let len = segment.len();
-    if len == Some(0) {
+    // Empty files and readers stay: streaming still checks that they did not change.
+    if len == Some(0) && matches!(segment, Segment::Inline(_) | Segment::Shared(_)) {
         return offset;
     }
     segments.push(segment);

@@ -53,6 +53,9 @@ pub(crate) struct FileData {
     pub(crate) given: Option<Arc<File>>,
     pub(crate) offset: u64,
     pub(crate) len: u64,
+    /// Whether the data runs to the end of the file (then a grown file is an error); a slice
+    /// of a file may have more bytes after it.
+    to_end: bool,
     identity: Option<Identity>,
 }
 
@@ -83,6 +86,7 @@ impl FileData {
             given: None,
             offset: 0,
             len: meta.len(),
+            to_end: true,
             identity: Some(Identity::of(&meta)),
         })
     }
@@ -107,7 +111,7 @@ impl FileData {
         }
         let available = meta.len().saturating_sub(offset);
         let len = len.unwrap_or(available);
-        if len != available {
+        if len > available {
             return Err(Error::SizeChanged {
                 part: part.to_owned(),
                 path: None,
@@ -121,6 +125,7 @@ impl FileData {
             given: Some(file),
             offset,
             len,
+            to_end: len == available,
             identity: None,
         })
     }
@@ -156,7 +161,7 @@ impl FileData {
             });
         }
         let available = meta.len().saturating_sub(self.offset);
-        if available != self.len {
+        if available < self.len || (self.to_end && available != self.len) {
             return Err(self.size_changed(available));
         }
         if self.given.is_none() {
@@ -189,17 +194,19 @@ impl FileData {
     /// After the last byte: the file must end there and, for paths, still be the same file.
     pub(crate) fn check_end(&self, file: &File) -> Result<()> {
         let mut probe = [0u8; 1];
-        loop {
-            match file.read_at(&mut probe, self.offset + self.len) {
-                Ok(0) => break,
-                Ok(_) => {
-                    let actual = file
-                        .metadata()
-                        .map_or(self.len + 1, |m| m.len().saturating_sub(self.offset));
-                    return Err(self.size_changed(actual));
+        if self.to_end {
+            loop {
+                match file.read_at(&mut probe, self.offset + self.len) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let actual = file
+                            .metadata()
+                            .map_or(self.len + 1, |m| m.len().saturating_sub(self.offset));
+                        return Err(self.size_changed(actual));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_error(&self.part, self.path.as_deref(), e)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_error(&self.part, self.path.as_deref(), e)),
             }
         }
         if let (Some(identity), Some(path)) = (self.identity, &self.path) {

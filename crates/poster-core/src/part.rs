@@ -72,7 +72,7 @@ pub enum Source {
     Path(PathBuf),
     /// An already-open file: `len` bytes from byte `offset`, read with positioned reads (the
     /// file's own position is neither used nor moved). `None` as `len` means "to the end of the
-    /// file as it is when the body is built".
+    /// file as it is when the body is built"; then the file growing later is an error too.
     File {
         /// The open file.
         file: Arc<File>,

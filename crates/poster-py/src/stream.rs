@@ -73,6 +73,8 @@ impl StreamPy {
             return Ok(None);
         };
         if n == 0 {
+            // Only empty files are left: let the encoder check they are still empty.
+            body.fill(&mut []).map_err(to_pyerr)?;
             return Ok(None);
         }
         if known {
