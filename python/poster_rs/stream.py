@@ -110,7 +110,7 @@ class MultipartReader(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         self._checkClosed()  # type: ignore[attr-defined]
-        return self._stream.read(-1 if size is None else size)
+        return self._stream._read(-1 if size is None else size)
 
     def readall(self) -> bytes:
         return self.read(-1)
@@ -118,7 +118,7 @@ class MultipartReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         self._checkClosed()  # type: ignore[attr-defined]
         view = memoryview(buffer).cast("B")
-        data = self._stream.read(len(view))
+        data = self._stream._read(len(view))
         view[: len(data)] = data
         return len(data)
 

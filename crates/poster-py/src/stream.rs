@@ -28,7 +28,9 @@ pub(crate) fn parse_escape(escape: &str) -> PyResult<EscapeMode> {
 pub(crate) struct StreamPy {
     /// Behind a `Mutex` only to make the class `Sync` (a reader need not be); access goes through
     /// `get_mut`, which `PyO3`'s borrow of `&mut self` already makes exclusive, so it never locks.
-    body: Mutex<Option<Body>>,
+    /// Boxed: the body holds SIMD searchers aligned to 32 bytes, while Python allocates objects
+    /// on 16-byte boundaries; inline, their aligned loads would fault.
+    body: Mutex<Option<Box<Body>>>,
     boundary: String,
     content_length: Option<u64>,
     chunk_size: usize,
@@ -45,10 +47,13 @@ fn busy() -> PyErr {
     )
 }
 
-fn body_of(body: &mut Mutex<Option<Body>>) -> PyResult<&mut Body> {
+// Python aligns objects to 16 bytes; anything stricter inside the class must be boxed.
+const _: () = assert!(std::mem::align_of::<StreamPy>() <= 16);
+
+fn body_of(body: &mut Mutex<Option<Box<Body>>>) -> PyResult<&mut Body> {
     body.get_mut()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .as_mut()
+        .as_deref_mut()
         .ok_or_else(closed)
 }
 
@@ -138,7 +143,7 @@ impl StreamPy {
             boundary: body.boundary().to_owned(),
             content_length: body.content_length(),
             part_starts: body.part_starts().to_vec(),
-            body: Mutex::new(Some(body)),
+            body: Mutex::new(Some(Box::new(body))),
             chunk_size,
             progress: None,
             scratch: Vec::new(),
@@ -178,7 +183,7 @@ impl StreamPy {
     /// Reads up to `size` bytes (all that is left when `size` is negative or omitted); `b""` at
     /// the end.
     #[pyo3(signature = (size=-1))]
-    fn read<'py>(slf: &Bound<'py, Self>, size: i64) -> PyResult<Bound<'py, PyBytes>> {
+    fn _read<'py>(slf: &Bound<'py, Self>, size: i64) -> PyResult<Bound<'py, PyBytes>> {
         let py = slf.py();
         let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
         let max = if size >= 0 {

@@ -1,0 +1,434 @@
+"""The ``poster-rs`` command: ``post`` uploads a form, ``serve`` receives uploads, ``demo`` does
+both on this machine and checks every byte arrived."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from . import __version__
+from .encode import MultipartParam, multipart_encode
+from .server import FaultPlan, UploadServer
+from .streaminghttp import (
+    StreamingHTTPHandler,
+    StreamingHTTPRedirectHandler,
+    StreamingHTTPSHandler,
+)
+
+# Exit statuses, following curl where it has one.
+EXIT_USAGE = 2
+EXIT_CONNECT = 7
+EXIT_HTTP = 22
+EXIT_READ = 26
+EXIT_TIMEOUT = 28
+EXIT_VERIFY = 1
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"256M"`` → 268435456; ``K``, ``M``, ``G``, ``T`` are binary multiples."""
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    number = value[: len(value) - len(unit)] if unit else value
+    try:
+        size = int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (use e.g. 4096, 64K, 256M, 1G)"
+        ) from None
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"size must not be negative: {text!r}")
+    return size
+
+
+def _split_options(spec: str) -> list[str]:
+    """Splits curl's ``value;key=value;...`` at semicolons outside double quotes."""
+    fields, current, quoted = [], [], False
+    for ch in spec:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            fields.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    fields.append("".join(current))
+    return [f.strip('"') if len(f) >= 2 and f[0] == f[-1] == '"' else f for f in fields]
+
+
+def parse_form_option(option: str) -> MultipartParam:
+    """One ``-F`` option in curl's syntax: ``name=value``, ``name=@path[;type=T][;filename=F]``
+    (a file part) or ``name=<path`` (a text field whose value is the file's content)."""
+    name, sep, rest = option.partition("=")
+    if not sep or not name:
+        raise ValueError(f"-F {option!r}: expected name=value, name=@file or name=<file")
+    if rest.startswith(("@", "<")):
+        as_file = rest[0] == "@"
+        path, *options = _split_options(rest[1:])
+        if not path:
+            raise ValueError(f"-F {option!r}: no file name after {rest[0]!r}")
+        param = MultipartParam.from_file(name, os.path.expanduser(path))
+        if not as_file:
+            param.filename = None
+            param.filetype = None
+        for item in options:
+            key, eq, value = item.partition("=")
+            key = key.strip().lower()
+            if not eq:
+                raise ValueError(f"-F {option!r}: option {item!r} is not key=value")
+            if key == "type":
+                param.filetype = value
+            elif key == "filename":
+                param.filename = value
+            elif key == "headers":
+                header, colon, header_value = value.partition(":")
+                if not colon:
+                    raise ValueError(f"-F {option!r}: header {value!r} is not 'Name: value'")
+                param.headers = [*(param.headers or []), (header.strip(), header_value.strip())]
+            else:
+                raise ValueError(f"-F {option!r}: unknown option {key!r} (type, filename, headers)")
+        return param
+    return MultipartParam(name, rest)
+
+
+def _parse_header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise ValueError(f"-H {text!r}: expected 'Name: value'")
+    if any(c in text for c in "\r\n\0"):
+        raise ValueError(f"-H {text!r}: header contains CR, LF or NUL")
+    return name.strip(), value.strip()
+
+
+class _Progress:
+    """Two progress bars on stderr: the whole upload and the current part, with rate and ETA.
+    Called as poster's ``cb(param, current, total)``."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bars: tuple[Any, Any] | None = None
+        self.spans: dict[int, tuple[int, int]] = {}
+        self.param: Any = None
+        if not enabled:
+            return
+        from tqdm import tqdm  # noqa: PLC0415 - imported only when a bar is shown
+
+        common = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "file": sys.stderr}
+        self.bars = (
+            tqdm(total=0, desc="total", position=0, **common),
+            tqdm(total=0, desc="", position=1, leave=False, **common),
+        )
+
+    @property
+    def callback(self) -> Any:
+        return self if self.bars is not None else None
+
+    def start(self, stream: Any, params: Sequence[MultipartParam]) -> None:
+        """Learns the body's size and where each parameter's part lies in it."""
+        if self.bars is None:
+            return
+        self.bars[0].reset(total=stream.total)
+        starts = stream.part_starts
+        for index, param in enumerate(params[: max(len(starts) - 1, 0)]):
+            self.spans[id(param)] = (starts[index], starts[index + 1] - starts[index])
+
+    def __call__(self, param: Any, current: int, total: int | None) -> None:
+        if self.bars is None:
+            return
+        overall, part_bar = self.bars
+        overall.update(current - overall.n)
+        span = None if param is None else self.spans.get(id(param))
+        if span is None:
+            return
+        if param is not self.param:
+            self.param = param
+            part_bar.reset(total=span[1])
+            part_bar.set_description_str((param.filename or param.name)[:30])
+        part_bar.update(min(max(current - span[0], 0), span[1]) - part_bar.n)
+
+    def close(self) -> None:
+        if self.bars is not None:
+            for bar in reversed(self.bars):
+                bar.close()
+            self.bars = None
+
+
+def _ssl_context(cacert: str | None, insecure: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=cacert)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _opener(context: ssl.SSLContext | None, expect_continue: bool) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(
+        StreamingHTTPHandler(expect_continue=expect_continue),
+        StreamingHTTPRedirectHandler(),
+        StreamingHTTPSHandler(context=context, expect_continue=expect_continue),
+    )
+
+
+def _show_progress(flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    return sys.stderr.isatty()
+
+
+def cmd_post(args: argparse.Namespace) -> int:
+    try:
+        params = [parse_form_option(option) for option in args.form]
+        extra_headers = dict(_parse_header(h) for h in args.header)
+    except FileNotFoundError as exc:
+        print(f"poster-rs: {exc.filename}: no such file", file=sys.stderr)
+        return EXIT_READ
+    except (OSError, ValueError) as exc:
+        print(f"poster-rs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    progress = _Progress(_show_progress(args.progress))
+    try:
+        stream, headers = multipart_encode(params, cb=progress.callback, escape=args.escape)
+    except (OSError, ValueError, TypeError) as exc:
+        progress.close()
+        print(f"poster-rs: {exc}", file=sys.stderr)
+        return EXIT_READ
+    progress.start(stream, params)
+    headers.update(extra_headers)
+    method = args.request or "POST"
+    request = urllib.request.Request(args.url, data=stream, headers=headers, method=method)
+    context = _ssl_context(args.cacert, args.insecure) if args.url.startswith("https:") else None
+    opener = _opener(context, args.expect_continue)
+    started = time.perf_counter()
+    status = 0
+    try:
+        with stream, opener.open(request, timeout=args.timeout) as response:
+            body = response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        progress.close()
+        body = exc.read()
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        print(f"poster-rs: HTTP {exc.code} {exc.reason}", file=sys.stderr)
+        return EXIT_HTTP
+    except urllib.error.URLError as exc:
+        progress.close()
+        reason = exc.reason
+        print(f"poster-rs: cannot reach {args.url}: {reason}", file=sys.stderr)
+        timed_out = isinstance(reason, (TimeoutError, socket.timeout))
+        return EXIT_TIMEOUT if timed_out else EXIT_CONNECT
+    except TimeoutError:
+        progress.close()
+        print(f"poster-rs: timed out after {args.timeout} s", file=sys.stderr)
+        return EXIT_TIMEOUT
+    except OSError as exc:
+        progress.close()
+        print(f"poster-rs: upload failed: {exc}", file=sys.stderr)
+        return EXIT_CONNECT
+    finally:
+        progress.close()
+    elapsed = time.perf_counter() - started
+    sys.stdout.buffer.write(body)
+    if body and not body.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+    if args.verbose:
+        size = stream.total or 0
+        print(
+            f"poster-rs: HTTP {status}, {size} bytes in {elapsed:.2f} s "
+            f"({size / max(elapsed, 1e-9) / 1e6:.0f} MB/s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    faults = FaultPlan(rate=args.fail_rate, seed=args.fail_seed) if args.fail_rate else None
+    try:
+        server = UploadServer(
+            args.host,
+            args.port,
+            args.dir,
+            max_body=args.max_body,
+            faults=faults,
+            print_parts=True,
+            verbose=args.verbose,
+        )
+    except OSError as exc:
+        print(f"poster-rs serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_CONNECT
+    where = f"storing files in {os.path.abspath(args.dir)}" if args.dir else "not storing files"
+    print(f"Serving on {server.url} ({where})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _make_sample(path: str, size: int) -> str:
+    """Writes ``size`` random bytes to ``path``; returns their SHA-256."""
+    digest = hashlib.sha256()
+    block = 1 << 20
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            data = os.urandom(min(block, left))
+            digest.update(data)
+            f.write(data)
+            left -= len(data)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _workdir(keep: bool) -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="poster-rs-demo-")
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    with _workdir(args.keep) as work:
+        sample = os.path.join(work, "sample.bin")
+        print(f"Creating a {args.size:,}-byte sample file {sample} ...", flush=True)
+        sample_sha = _make_sample(sample, args.size)
+        fields = {"title": "poster-rs demo", "note": "résumé ☃ — streamed from disk"}
+        params = [MultipartParam(k, v) for k, v in fields.items()]
+        params.append(MultipartParam.from_file("sample", sample))
+        with UploadServer("127.0.0.1", 0, os.path.join(work, "received")) as server:
+            progress = _Progress(_show_progress(args.progress))
+            stream, headers = multipart_encode(params, cb=progress.callback)
+            progress.start(stream, params)
+            print(f"Encoded {len(params)} parts; request headers:")
+            for key, value in headers.items():
+                print(f"  {key}: {value}")
+            print(f"Body size: {stream.total:,} bytes; uploading to {server.url} ...", flush=True)
+            request = urllib.request.Request(server.url + "upload", data=stream, headers=headers)
+            started = time.perf_counter()
+            try:
+                with stream, _opener(None, False).open(request, timeout=120) as response:
+                    reply = json.loads(response.read())
+            finally:
+                progress.close()
+            elapsed = time.perf_counter() - started
+        print("The server received:")
+        expected = {k: hashlib.sha256(v.encode("utf-8")).hexdigest() for k, v in fields.items()}
+        expected["sample"] = sample_sha
+        ok = True
+        for part in reply["parts"]:
+            match = expected.get(part["name"]) == part["sha256"]
+            ok = ok and match
+            kind = f"file {part['filename']!r}" if part["filename"] else "field"
+            print(
+                f"  {part['name']}: {kind}, {part['size']:,} bytes, "
+                f"sha256 {part['sha256'][:16]}… {'OK' if match else 'MISMATCH'}"
+            )
+        ok = ok and {p["name"] for p in reply["parts"]} == set(expected)
+        rate = stream.total / max(elapsed, 1e-9)
+        print(
+            f"Uploaded {stream.total:,} bytes in {elapsed:.3f} s: {rate / 1e6:,.0f} MB/s "
+            f"({rate / (1 << 20):,.0f} MiB/s)"
+        )
+        print("All SHA-256 digests verified." if ok else "VERIFICATION FAILED.")
+        return 0 if ok else EXIT_VERIFY
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poster-rs", description="Streaming multipart/form-data uploads."
+    )
+    parser.add_argument("--version", action="version", version=f"poster-rs {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    post = commands.add_parser("post", help="upload a form to a URL, as curl -F does")
+    post.add_argument("url")
+    post.add_argument(
+        "-F",
+        "--form",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE|NAME=@FILE[;type=T][;filename=F]|NAME=<FILE",
+        help="a form part, in curl's syntax (repeatable)",
+    )
+    post.add_argument("-X", "--request", metavar="METHOD", help="HTTP method (default POST)")
+    post.add_argument(
+        "-H", "--header", action="append", default=[], metavar="'NAME: VALUE'", help="extra header"
+    )
+    post.add_argument("--cacert", metavar="FILE", help="CA certificates to verify the server with")
+    post.add_argument(
+        "-k", "--insecure", action="store_true", help="do not verify TLS certificates"
+    )
+    post.add_argument(
+        "--expect-continue",
+        action="store_true",
+        help="send 'Expect: 100-continue' for bodies of 1 MiB or more and wait for the go-ahead",
+    )
+    post.add_argument("--timeout", type=float, default=60.0, metavar="S", help="socket timeout")
+    post.add_argument(
+        "--escape", choices=["quoted", "html5", "poster"], default="quoted", help="name escaping"
+    )
+    post.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show progress bars even when stderr is not a terminal",
+    )
+    post.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+    )
+    post.add_argument("-v", "--verbose", action="store_true", help="report status and rate")
+    post.set_defaults(func=cmd_post)
+
+    serve = commands.add_parser("serve", help="receive uploads, verify and store them")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    serve.add_argument("--dir", help="store file parts here (safe names, never overwritten)")
+    serve.add_argument("--max-body", type=parse_size, help="answer 413 above this size")
+    serve.add_argument(
+        "--fail-rate", type=float, default=0.0, help="fail this fraction of requests (testing)"
+    )
+    serve.add_argument("--fail-seed", type=int, help="seed for --fail-rate")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser(
+        "demo", help="serve on 127.0.0.1, upload a sample file, verify and report the rate"
+    )
+    demo.add_argument("--size", type=parse_size, default=256 << 20, help="sample size (256M)")
+    demo.add_argument("--keep", action="store_true", help="keep the work directory")
+    demo.add_argument("--progress", dest="progress", action="store_true", default=None)
+    demo.add_argument("--no-progress", dest="progress", action="store_false")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
