@@ -23,6 +23,7 @@ from .encode import (
     get_headers,
     multipart_encode,
 )
+from .ship import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
 from .stream import ChunkedMultipartStream, MultipartReader, MultipartStream
 
 version = tuple(int(x) for x in __version__.split(".")[:3])
@@ -35,6 +36,9 @@ __all__ = [
     "MultipartReader",
     "MultipartStream",
     "NotSeekableError",
+    "RetryPolicy",
+    "UploadJob",
+    "UploadResult",
     "__version__",
     "encode_and_quote",
     "encode_file_header",
@@ -43,5 +47,7 @@ __all__ = [
     "get_body_size",
     "get_headers",
     "multipart_encode",
+    "ship",
+    "ship_iter",
     "version",
 ]

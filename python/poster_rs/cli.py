@@ -22,6 +22,7 @@ from typing import Any
 from . import __version__
 from .encode import MultipartParam, multipart_encode
 from .server import FaultPlan, UploadServer
+from .ship import collect_files, ship_iter
 from .streaminghttp import (
     StreamingHTTPHandler,
     StreamingHTTPRedirectHandler,
@@ -351,6 +352,56 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0 if ok else EXIT_VERIFY
 
 
+def _field(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--field {text!r}: expected name=value")
+    return name, value
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    files = collect_files(args.paths, args.glob)
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        print(f"poster-rs ship: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_READ
+    if not files:
+        print("poster-rs ship: no files to upload", file=sys.stderr)
+        return EXIT_USAGE
+    headers = dict(_parse_header(h) for h in args.header)
+    verify: bool | str = args.cacert if args.cacert else not args.insecure
+    ok = failed = skipped = sent = 0
+    started = time.perf_counter()
+    for result in ship_iter(
+        files,
+        args.url,
+        name=args.name,
+        fields=args.field,
+        method=args.request,
+        headers=headers,
+        workers=args.jobs,
+        retries=args.retries,
+        timeout=args.timeout,
+        log=args.log,
+        progress=_show_progress(args.progress),
+        verify=verify,
+    ):
+        if result.skipped:
+            skipped += 1
+        elif result.ok:
+            ok += 1
+            sent += result.bytes
+        else:
+            failed += 1
+            print(f"poster-rs ship: FAILED {result.path}: {result.error}", file=sys.stderr)
+    elapsed = time.perf_counter() - started
+    print(
+        f"{ok} ok, {failed} failed, {skipped} skipped (already in the log); "
+        f"{sent:,} bytes in {elapsed:.2f} s ({sent / max(elapsed, 1e-9) / 1e6:,.1f} MB/s)"
+    )
+    return 0 if failed == 0 else EXIT_HTTP
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="poster-rs", description="Streaming multipart/form-data uploads."
@@ -409,6 +460,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fail-seed", type=int, help="seed for --fail-rate")
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)
+
+    ship = commands.add_parser(
+        "ship", help="upload many files concurrently, with retries and a log"
+    )
+    ship.add_argument("url")
+    ship.add_argument("paths", nargs="+", help="files, or directories (walked recursively)")
+    ship.add_argument("--field", action="append", type=_field, default=[], metavar="NAME=VALUE")
+    ship.add_argument("--name", default="file", help="the file part's field name (file)")
+    ship.add_argument("-j", "--jobs", type=int, default=8, help="concurrent uploads (8)")
+    ship.add_argument("--retries", type=int, default=5, help="retries per file (5)")
+    ship.add_argument("--log", help="JSON Lines results log; a re-run skips what it records")
+    ship.add_argument("--glob", help="only files whose name matches this pattern")
+    ship.add_argument("-X", "--request", default="POST", metavar="METHOD")
+    ship.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'")
+    ship.add_argument("--timeout", type=float, default=60.0, metavar="S")
+    ship.add_argument("--cacert", metavar="FILE")
+    ship.add_argument("-k", "--insecure", action="store_true")
+    ship.add_argument("--progress", dest="progress", action="store_true", default=None)
+    ship.add_argument("--no-progress", dest="progress", action="store_false")
+    ship.set_defaults(func=cmd_ship)
 
     demo = commands.add_parser(
         "demo", help="serve on 127.0.0.1, upload a sample file, verify and report the rate"

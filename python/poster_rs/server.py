@@ -207,6 +207,9 @@ class _UploadHandler(BaseHTTPRequestHandler):
     server: UploadServer
     protocol_version = "HTTP/1.1"
     server_version = "poster-rs-serve"
+    # The reply's header and body go out in separate writes; with Nagle on, the second waits
+    # for the client's delayed ACK (40 ms) on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
