@@ -1,9 +1,9 @@
-//! Building a body from parts, and streaming it from any byte offset.
+//! Streaming a built body from any byte offset.
 //!
-//! The body is a list of segments: rendered header bytes (with small in-memory values coalesced
-//! into them), large in-memory values, files and readers. The Content-Length is the sum of the
-//! segments' lengths, where the header segments are the very bytes that will be sent, so it
-//! cannot disagree with what the stream produces.
+//! The body is a list of segments laid out by [`crate::Form::build`]: rendered header bytes
+//! (with small in-memory values coalesced into them), large in-memory values, files and
+//! readers. The Content-Length is the sum of the segments' lengths, where the header segments
+//! are the very bytes that will be sent, so it cannot disagree with what the stream produces.
 
 use std::fs::File;
 use std::io;
@@ -11,75 +11,15 @@ use std::sync::Arc;
 
 use crate::boundary;
 use crate::error::{Error, Result};
-use crate::escape::EscapeMode;
 use crate::file::FileData;
-use crate::header::{self, PartHead};
-use crate::part::{Part, PartReader, SharedBytes, Source};
-use crate::scan::{self, DelimiterScanner};
-
-/// In-memory values up to this size are copied next to their header; larger ones are sent from
-/// their own buffer without a copy.
-const INLINE_MAX: usize = 64 * 1024;
+use crate::part::{PartReader, SharedBytes};
+use crate::scan::DelimiterScanner;
 
 /// File data is read and scanned for the delimiter in pieces of this size, so the scan finds
 /// each piece still in the core's L2 cache (measured: 1 MiB pieces made the scan cost ~20 %).
 const SCAN_PIECE: usize = 256 * 1024;
 
-/// How a body is built.
-#[derive(Debug, Clone, Default)]
-pub struct FormOptions {
-    /// The boundary; `None` generates one with 128 random bits. A given boundary is validated
-    /// against RFC 2046 and used as it is.
-    pub boundary: Option<String>,
-    /// How names and filenames are escaped.
-    pub escape: EscapeMode,
-    /// Skip scanning file and reader data for the delimiter while streaming. In-memory values are
-    /// always checked when the body is built.
-    pub skip_stream_boundary_check: bool,
-}
-
-/// A multipart/form-data form under construction.
-#[derive(Debug, Default)]
-pub struct Form {
-    parts: Vec<Part>,
-}
-
-impl Form {
-    /// An empty form.
-    pub fn new() -> Form {
-        Form::default()
-    }
-
-    /// Adds a part.
-    #[must_use]
-    pub fn part(mut self, part: Part) -> Form {
-        self.parts.push(part);
-        self
-    }
-
-    /// Adds a part in place.
-    pub fn push(&mut self, part: Part) {
-        self.parts.push(part);
-    }
-
-    /// How many parts the form has.
-    pub fn len(&self) -> usize {
-        self.parts.len()
-    }
-
-    /// Whether the form has no parts.
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
-    /// Validates every part, measures every file (reading none), renders every header and
-    /// returns the body, ready to stream from its first byte.
-    pub fn build(self, options: &FormOptions) -> Result<Body> {
-        Body::build(self.parts, options)
-    }
-}
-
-enum Segment {
+pub(crate) enum Segment {
     Inline(Vec<u8>),
     Shared(SharedBytes),
     File(FileData),
@@ -87,7 +27,7 @@ enum Segment {
 }
 
 impl Segment {
-    fn len(&self) -> Option<u64> {
+    pub(crate) fn len(&self) -> Option<u64> {
         match self {
             Segment::Inline(v) => Some(v.len() as u64),
             Segment::Shared(b) => Some((**b).as_ref().len() as u64),
@@ -97,12 +37,12 @@ impl Segment {
     }
 }
 
-struct ReaderData {
-    part: String,
-    reader: Box<dyn PartReader>,
-    len: Option<u64>,
+pub(crate) struct ReaderData {
+    pub(crate) part: String,
+    pub(crate) reader: Box<dyn PartReader>,
+    pub(crate) len: Option<u64>,
     /// Whether any byte has been read since the last rewind.
-    touched: bool,
+    pub(crate) touched: bool,
 }
 
 /// The file a stream is currently reading.
@@ -139,103 +79,23 @@ impl std::fmt::Debug for Body {
     }
 }
 
-/// The pieces of a part once its data has been looked at.
-enum Data {
-    Memory(SharedBytes),
-    File(FileData),
-    Reader(Box<dyn PartReader>, Option<u64>),
-}
-
 impl Body {
-    fn build(parts: Vec<Part>, options: &FormOptions) -> Result<Body> {
-        if let Some(given) = &options.boundary {
-            boundary::validate(given)?;
-        }
-        let mut heads = Vec::with_capacity(parts.len());
-        let mut datas = Vec::with_capacity(parts.len());
-        for part in parts {
-            let is_file = part.source.is_file_like();
-            let data = match part.source {
-                Source::Bytes(bytes) => Data::Memory(bytes),
-                Source::Path(path) => Data::File(FileData::from_path(&part.name, &path)?),
-                Source::File { file, offset, len } => {
-                    Data::File(FileData::from_file(&part.name, file, offset, len)?)
-                }
-                Source::Reader { reader, len } => Data::Reader(reader, len),
-            };
-            let head = (
-                part.name,
-                part.filename,
-                part.content_type,
-                part.headers,
-                is_file,
-            );
-            header::validate(&PartHead {
-                name: &head.0,
-                filename: head.1.as_deref(),
-                content_type: head.2.as_deref(),
-                headers: &head.3,
-                is_file,
-            })?;
-            heads.push(head);
-            datas.push(data);
-        }
-        let boundary = choose_boundary(options.boundary.as_deref(), &heads, &datas)?;
-
-        let mut segments = Vec::new();
-        let mut part_starts = Vec::with_capacity(heads.len() + 1);
-        let mut inline = Vec::new();
-        let mut offset: Option<u64> = Some(0);
-        let inline_start =
-            |offset: Option<u64>, inline: &Vec<u8>| offset.map(|o| o + inline.len() as u64);
-        for ((name, filename, content_type, headers, is_file), data) in heads.into_iter().zip(datas)
-        {
-            part_starts.push(inline_start(offset, &inline).unwrap_or(u64::MAX));
-            let head = PartHead {
-                name: &name,
-                filename: filename.as_deref(),
-                content_type: content_type.as_deref(),
-                headers: &headers,
-                is_file,
-            };
-            header::render(&mut inline, &boundary, &head, options.escape);
-            match data {
-                Data::Memory(bytes) if (*bytes).as_ref().len() <= INLINE_MAX => {
-                    inline.extend_from_slice((*bytes).as_ref());
-                }
-                other => {
-                    let segment = match other {
-                        Data::Memory(bytes) => Segment::Shared(bytes),
-                        Data::File(file) => Segment::File(file),
-                        Data::Reader(reader, len) => Segment::Reader(ReaderData {
-                            part: name.clone(),
-                            reader,
-                            len,
-                            touched: false,
-                        }),
-                    };
-                    offset = push_segment(&mut segments, offset, Segment::Inline(inline));
-                    inline = Vec::new();
-                    offset = push_segment(&mut segments, offset, segment);
-                }
-            }
-            inline.extend_from_slice(b"\r\n");
-        }
-        part_starts.push(inline_start(offset, &inline).unwrap_or(u64::MAX));
-        inline.extend_from_slice(b"--");
-        inline.extend_from_slice(boundary.as_bytes());
-        inline.extend_from_slice(b"--\r\n");
-        let len = push_segment(&mut segments, offset, Segment::Inline(inline));
-
+    /// A body over laid-out segments, positioned at its first byte.
+    pub(crate) fn new(
+        boundary: String,
+        segments: Vec<Segment>,
+        part_starts: Vec<u64>,
+        len: Option<u64>,
+        scan_stream: bool,
+    ) -> Body {
         let mut starts = Vec::with_capacity(segments.len());
         let mut at = 0u64;
         for segment in &segments {
             starts.push(at);
             at = at.saturating_add(segment.len().unwrap_or(u64::MAX));
         }
-        let scanner =
-            (!options.skip_stream_boundary_check).then(|| DelimiterScanner::new(&boundary));
-        Ok(Body {
+        let scanner = scan_stream.then(|| DelimiterScanner::new(&boundary));
+        Body {
             boundary,
             segments,
             starts,
@@ -246,7 +106,7 @@ impl Body {
             segment_pos: 0,
             open: None,
             scanner,
-        })
+        }
     }
 
     /// The boundary.
@@ -591,53 +451,6 @@ fn read_reader(r: &mut ReaderData, at: u64, space: &mut [u8]) -> Result<(usize, 
             Ok((n, false))
         }
         None => Ok((n, n == 0)),
-    }
-}
-
-fn push_segment(segments: &mut Vec<Segment>, offset: Option<u64>, segment: Segment) -> Option<u64> {
-    let len = segment.len();
-    // Empty files and readers stay: streaming still checks that they did not change.
-    if len == Some(0) && matches!(segment, Segment::Inline(_) | Segment::Shared(_)) {
-        return offset;
-    }
-    segments.push(segment);
-    match (offset, len) {
-        (Some(o), Some(l)) => Some(o + l),
-        _ => None,
-    }
-}
-
-type Head = (
-    String,
-    Option<String>,
-    Option<String>,
-    Vec<(String, String)>,
-    bool,
-);
-
-/// Uses the caller's boundary, refusing it if an in-memory value contains its delimiter; or
-/// generates one that no in-memory value contains.
-fn choose_boundary(given: Option<&str>, heads: &[Head], datas: &[Data]) -> Result<String> {
-    let collision = |boundary: &str| {
-        let checker = scan::ValueChecker::new(boundary);
-        heads.iter().zip(datas).find_map(|(head, data)| match data {
-            Data::Memory(bytes) => checker
-                .find((**bytes).as_ref())
-                .map(|at| (head.0.clone(), at)),
-            _ => None,
-        })
-    };
-    if let Some(given) = given {
-        return match collision(given) {
-            Some((part, offset)) => Err(Error::BoundaryInData { part, offset }),
-            None => Ok(given.to_owned()),
-        };
-    }
-    loop {
-        let candidate = boundary::generate()?;
-        if collision(&candidate).is_none() {
-            return Ok(candidate);
-        }
     }
 }
 

@@ -43,11 +43,13 @@ pub mod boundary;
 mod error;
 pub mod escape;
 mod file;
+mod form;
 pub mod header;
 mod part;
 mod scan;
 
-pub use body::{Body, Form, FormOptions};
+pub use body::Body;
 pub use error::{Error, Result};
 pub use escape::EscapeMode;
+pub use form::{Form, FormOptions};
 pub use part::{Part, PartReader, ReadOnce, Rewindable, SharedBytes, Source};

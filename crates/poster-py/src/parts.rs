@@ -9,7 +9,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use poster_core::{Part, Source};
+use poster_core::{Form, Part, Source};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
@@ -40,22 +40,32 @@ fn value_source(value: &Bound<'_, PyAny>) -> PyResult<Option<Source>> {
     Ok(None)
 }
 
-/// The fast path: a 2-tuple of a `str` name and a `str` or `bytes` value.
-fn plain_pair(item: &Bound<'_, PyAny>) -> PyResult<Option<Part>> {
+/// The fast path: a 2-tuple of a `str` name and a small `str` or `bytes` value, added to the
+/// form's shared buffers. Returns false when the item needs the general path.
+fn push_plain_pair(form: &mut Form, item: &Bound<'_, PyAny>) -> PyResult<bool> {
     let Ok(pair) = item.cast_exact::<PyTuple>() else {
-        return Ok(None);
+        return Ok(false);
     };
     if pair.len() != 2 {
-        return Ok(None);
+        return Ok(false);
     }
     let name = pair.get_item(0)?;
     let Ok(name) = name.cast_exact::<PyString>() else {
-        return Ok(None);
+        return Ok(false);
     };
-    let Some(source) = value_source(&pair.get_item(1)?)? else {
-        return Ok(None);
+    let value = pair.get_item(1)?;
+    let data = if let Ok(s) = value.cast_exact::<PyString>() {
+        s.to_str()?.as_bytes()
+    } else if let Ok(b) = value.cast_exact::<PyBytes>() {
+        b.as_bytes()
+    } else {
+        return Ok(false);
     };
-    Ok(Some(Part::new(name.to_str()?, source)))
+    if data.len() >= SHARE_MIN {
+        return Ok(false);
+    }
+    form.push_field(name.to_str()?, data);
+    Ok(true)
 }
 
 #[allow(unsafe_code)]
@@ -130,26 +140,22 @@ fn spec_part(spec: &Bound<'_, PyAny>) -> PyResult<Part> {
     Ok(part)
 }
 
-/// Reads every item of `items` into parts.
-pub(crate) fn collect(
-    items: &Bound<'_, PyList>,
-    normalize: &Bound<'_, PyAny>,
-) -> PyResult<Vec<Part>> {
-    let mut parts = Vec::with_capacity(items.len());
+/// Reads every item of `items` into a form.
+pub(crate) fn collect(items: &Bound<'_, PyList>, normalize: &Bound<'_, PyAny>) -> PyResult<Form> {
+    let mut form = Form::with_capacity(items.len());
     for item in items.iter() {
-        if let Some(part) = plain_pair(&item)? {
-            parts.push(part);
-        } else {
-            // The index is the part's, so the Python layer can map parts back to parameters.
-            let spec = normalize.call1((parts.len(), item))?;
-            if let Ok(specs) = spec.cast::<PyList>() {
-                for spec in specs.iter() {
-                    parts.push(spec_part(&spec)?);
-                }
-            } else {
-                parts.push(spec_part(&spec)?);
+        if push_plain_pair(&mut form, &item)? {
+            continue;
+        }
+        // The index is the part's, so the Python layer can map parts back to parameters.
+        let spec = normalize.call1((form.len(), item))?;
+        if let Ok(specs) = spec.cast::<PyList>() {
+            for spec in specs.iter() {
+                form.push(spec_part(&spec)?);
             }
+        } else {
+            form.push(spec_part(&spec)?);
         }
     }
-    Ok(parts)
+    Ok(form)
 }

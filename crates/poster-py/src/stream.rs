@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use poster_core::{Body, EscapeMode, Form, FormOptions};
+use poster_core::{Body, EscapeMode, FormOptions};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -127,11 +127,7 @@ impl StreamPy {
             return Err(PyValueError::new_err("chunk_size must be positive"));
         }
         let escape = parse_escape(escape)?;
-        let parts = parts::collect(items, normalize)?;
-        let mut form = Form::new();
-        for part in parts {
-            form.push(part);
-        }
+        let form = parts::collect(items, normalize)?;
         let options = FormOptions {
             boundary,
             escape,
