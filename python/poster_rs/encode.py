@@ -129,6 +129,34 @@ def _measure(fileobj: Any) -> tuple[int | None, int | None]:
     return start, max(end - start, 0)
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def _clean_text(text: str) -> str:
+    """``text`` with bytes that were not UTF-8 (surrogate escapes) and lone surrogates
+    replaced by U+FFFD, so it can be sent as UTF-8."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
+def _display_path(path: str | bytes) -> str:
+    """A path as text for a filename: bytes that are not UTF-8 become U+FFFD (the file itself
+    is still opened by its exact bytes)."""
+    return _clean_text(os.fsdecode(path))
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, "") if value is None else (1, value)
 
@@ -196,8 +224,8 @@ class MultipartParam:
         if isinstance(filename, bytes):
             return _text(filename, "filename")
         if isinstance(filename, os.PathLike):
-            return os.fsdecode(filename)
-        return str(filename)
+            return _display_path(os.fspath(filename))
+        return _clean_text(str(filename))
 
     @staticmethod
     def _header_list(
@@ -277,8 +305,11 @@ class MultipartParam:
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(21, "Is a directory", path)
         if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{path!r} is not a regular file")
-        text_path = os.fsdecode(path)
+            raise ValueError(
+                f"{os.fsdecode(path)!r} is {_file_kind(st.st_mode)}, not a regular file; pass an "
+                "open file object to stream it with chunked transfer instead"
+            )
+        text_path = _display_path(path)
         param = cls(
             paramname,
             filename=os.path.basename(text_path),
@@ -319,7 +350,11 @@ class MultipartParam:
             with open(self._path, "rb") as f:
                 return f.read()
         fileobj = self.fileobj
-        assert fileobj is not None
+        if fileobj is None:
+            raise TypeError(
+                f"part {self.name!r} has no value: give a value, a file object or a path"
+            )
+        self._rewind()
         data = fileobj.read() if self.filesize is None else fileobj.read(self.filesize)
         if not isinstance(data, bytes):
             raise TypeError("the file object's read() must return bytes")
@@ -377,7 +412,11 @@ class MultipartParam:
                 yield from iter(lambda: f.read(blocksize), b"")
             return
         fileobj = self.fileobj
-        assert fileobj is not None
+        if fileobj is None:
+            raise TypeError(
+                f"part {self.name!r} has no value: give a value, a file object or a path"
+            )
+        self._rewind()
         left = self.filesize
         while left is None or left > 0:
             block = fileobj.read(blocksize if left is None else min(blocksize, left))
@@ -413,9 +452,16 @@ class MultipartParam:
         if fd is not None and self._start is not None:
             with contextlib.suppress(AttributeError, OSError, ValueError):
                 fileobj.flush()  # a writable file may hold bytes not yet on disk
-            position = fileobj.tell()
-            return (*head, "fd", fd, self.filesize, position)
+            # Read with pread from where the parameter was made, whatever the file's position.
+            return (*head, "fd", fd, self.filesize, self._start)
+        self._rewind()
         return (*head, "reader", fileobj, self.filesize, self._start)
+
+    def _rewind(self) -> None:
+        """Puts a seekable file object back where the parameter was made, so the part's data
+        is the same however often it is encoded."""
+        if self._fileobj is not None and self._start is not None:
+            self._fileobj.seek(self._start)
 
 
 def _iter_items(params: Any) -> Iterable[Any]:
@@ -431,7 +477,7 @@ def _iter_items(params: Any) -> Iterable[Any]:
 def _file_name_of(fileobj: Any) -> str | None:
     name = getattr(fileobj, "name", None)
     if isinstance(name, (str, bytes)) and name:
-        return os.path.basename(os.fsdecode(name))
+        return os.path.basename(_display_path(name))
     return None
 
 

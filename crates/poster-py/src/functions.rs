@@ -23,6 +23,7 @@ pub(crate) fn render_header<'py>(
     is_file: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let mode = parse_escape(escape)?;
+    poster_core::boundary::validate(boundary).map_err(to_pyerr)?;
     let headers = headers.unwrap_or_default();
     let head = PartHead {
         name,

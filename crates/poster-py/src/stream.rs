@@ -36,6 +36,9 @@ pub(crate) struct StreamPy {
     chunk_size: usize,
     progress: Option<Py<PyAny>>,
     part_starts: Vec<u64>,
+    /// Set when reading ran to the end; a new `iter()` then starts over. A seek clears it, so
+    /// a stream moved to its end on purpose stays there.
+    exhausted: bool,
     /// Reused for chunks of unknown length, whose size is only known after the read.
     scratch: Vec<u8>,
 }
@@ -64,6 +67,34 @@ fn closed() -> PyErr {
 impl StreamPy {
     fn body(&mut self) -> PyResult<&mut Body> {
         body_of(&mut self.body)
+    }
+
+    /// The next chunk (at most `max` bytes, or the chunk size), after which the progress
+    /// function, if any, hears which bytes were produced.
+    fn next_reporting<'py>(
+        slf: &Bound<'py, Self>,
+        max: Option<usize>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let py = slf.py();
+        let (chunk, start, progress) = {
+            let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+            let start = this.body()?.position();
+            let size = max.unwrap_or(this.chunk_size);
+            let chunk = this.produce(py, size)?;
+            if chunk.is_none() {
+                this.exhausted = true;
+            }
+            (
+                chunk,
+                start,
+                this.progress.as_ref().map(|p| p.clone_ref(py)),
+            )
+        };
+        // Called without the borrow held: the callback may use the stream (tell, total).
+        if let (Some(progress), Some(chunk)) = (progress, &chunk) {
+            progress.call1(py, (start, start + chunk.as_bytes().len() as u64))?;
+        }
+        Ok(chunk)
     }
 
     /// Produces up to `max` bytes as a `bytes` object; `None` at the end.
@@ -142,61 +173,43 @@ impl StreamPy {
             body: Mutex::new(Some(Box::new(body))),
             chunk_size,
             progress: None,
+            exhausted: false,
             scratch: Vec::new(),
         })
     }
 
     fn __iter__(slf: &Bound<'_, Self>) -> PyResult<Py<Self>> {
         let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+        // A stream iterated to its end starts over, so a client that iterates it again for a
+        // retry or a redirect sends the whole body rather than nothing.
+        let exhausted = this.exhausted;
         let body = this.body()?;
-        // A fully consumed stream starts over, so a client that iterates it again for a retry or
-        // a redirect sends the whole body rather than nothing.
-        if body.is_finished() && body.position() > 0 {
+        if exhausted {
             body.seek(0).map_err(to_pyerr)?;
+            this.exhausted = false;
         }
         Ok(slf.clone().unbind())
     }
 
     fn __next__<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let py = slf.py();
-        let (chunk, start, progress) = {
-            let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
-            let start = this.body()?.position();
-            let size = this.chunk_size;
-            let chunk = this.produce(py, size)?;
-            (
-                chunk,
-                start,
-                this.progress.as_ref().map(|p| p.clone_ref(py)),
-            )
-        };
-        if let (Some(progress), Some(chunk)) = (progress, &chunk) {
-            progress.call1(py, (start, start + chunk.as_bytes().len() as u64))?;
-        }
-        Ok(chunk)
+        Self::next_reporting(slf, None)
     }
 
     /// Reads up to `size` bytes (all that is left when `size` is negative or omitted); `b""` at
-    /// the end.
+    /// the end. Used by the file-like view; the stream itself has no `read`, so that clients
+    /// iterate its large chunks.
     #[pyo3(signature = (size=-1))]
     fn _read<'py>(slf: &Bound<'py, Self>, size: i64) -> PyResult<Bound<'py, PyBytes>> {
         let py = slf.py();
-        let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
-        let max = if size >= 0 {
-            size as usize
-        } else if let Some(len) = this.content_length {
-            usize::try_from(len - this.body()?.position()).unwrap_or(usize::MAX)
-        } else {
-            let mut all = Vec::new();
-            let chunk = this.chunk_size;
-            while let Some(bytes) = this.produce(py, chunk)? {
-                all.extend_from_slice(bytes.as_bytes());
-            }
-            return Ok(PyBytes::new(py, &all));
-        };
-        Ok(this
-            .produce(py, max)?
-            .unwrap_or_else(|| PyBytes::new(py, b"")))
+        if size >= 0 {
+            let chunk = Self::next_reporting(slf, Some(size as usize))?;
+            return Ok(chunk.unwrap_or_else(|| PyBytes::new(py, b"")));
+        }
+        let mut all = Vec::new();
+        while let Some(chunk) = Self::next_reporting(slf, None)? {
+            all.extend_from_slice(chunk.as_bytes());
+        }
+        Ok(PyBytes::new(py, &all))
     }
 
     /// The Content-Length, or `None` for a body of unknown length (sent chunked).
@@ -249,6 +262,7 @@ impl StreamPy {
             })
         })?;
         body.seek(target).map_err(to_pyerr)?;
+        this.exhausted = false;
         Ok(target)
     }
 
