@@ -58,9 +58,13 @@ def parse_size(text: str) -> int:
 
 def _split_options(spec: str) -> list[str]:
     """Splits curl's ``value;key=value;...`` at semicolons outside double quotes."""
-    fields, current, quoted = [], [], False
+    fields, current, quoted, escaped = [], [], False, False
     for ch in spec:
-        if ch == '"':
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
             quoted = not quoted
         elif ch == ";" and not quoted:
             fields.append("".join(current))
@@ -68,7 +72,22 @@ def _split_options(spec: str) -> list[str]:
             continue
         current.append(ch)
     fields.append("".join(current))
-    return [f.strip('"') if len(f) >= 2 and f[0] == f[-1] == '"' else f for f in fields]
+    return fields
+
+
+def _unquote(value: str) -> str:
+    """curl's quoted option values: ``"a;b.txt"`` is ``a;b.txt``, with ``\\"`` and ``\\\\``
+    unescaped."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        inner, out, i = value[1:-1], [], 0
+        while i < len(inner):
+            if inner[i] == "\\" and i + 1 < len(inner):
+                i += 1
+            out.append(inner[i])
+            i += 1
+        return "".join(out)
+    return value
 
 
 def parse_form_option(option: str) -> MultipartParam:
@@ -82,13 +101,14 @@ def parse_form_option(option: str) -> MultipartParam:
         path, *options = _split_options(rest[1:])
         if not path:
             raise ValueError(f"-F {option!r}: no file name after {rest[0]!r}")
-        param = MultipartParam.from_file(name, os.path.expanduser(path))
+        param = MultipartParam.from_file(name, os.path.expanduser(_unquote(path)))
         if not as_file:
             param.filename = None
             param.filetype = None
         for item in options:
             key, eq, value = item.partition("=")
             key = key.strip().lower()
+            value = _unquote(value)
             if not eq:
                 raise ValueError(f"-F {option!r}: option {item!r} is not key=value")
             if key == "type":

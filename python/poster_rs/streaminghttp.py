@@ -23,6 +23,7 @@ import http.client
 import io
 import select
 import socket
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,12 +53,14 @@ _START_ATTR = "_poster_rs_body_start"
 
 class _PrefixedReader(io.RawIOBase):
     """Bytes already taken off a socket, then the socket: lets http.client parse a response
-    whose status line was read while waiting for ``100 Continue``."""
+    whose first bytes were read while the body was going out."""
 
     def __init__(self, prefix: bytes, sock: socket.socket) -> None:
         super().__init__()
         self._prefix = prefix
-        self._sock = sock
+        # A socket file keeps the descriptor open after the socket object is closed (urllib
+        # closes it right after getresponse(), before the response body is read).
+        self._raw = sock.makefile("rb", buffering=0)
 
     def readable(self) -> bool:
         return True
@@ -69,7 +72,42 @@ class _PrefixedReader(io.RawIOBase):
             view[:n] = self._prefix[:n]
             self._prefix = self._prefix[n:]
             return n
-        return self._sock.recv_into(view)
+        return self._raw.readinto(view) or 0
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _without_interim(data: bytes) -> tuple[bytes, bool]:
+    """Drops complete interim (1xx) responses from the start of ``data``. Returns what is left
+    and whether that is known to be the start of a final response (False while it may still be
+    an incomplete interim response)."""
+    while True:
+        if len(data) < 12:
+            return data, False
+        status = data[9:12]
+        if not (data.startswith(b"HTTP/") and status[:1] == b"1"):
+            return data, True
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return data, False
+        data = data[end + 4 :]
+        if not data:
+            return data, False
+
+
+def _recv_nowait(sock: Any) -> bytes | None:
+    """What the peer has sent, without waiting: ``None`` if no application data is there (on
+    TLS, records such as session tickets make a socket readable without any), ``b""`` at EOF."""
+    saved = sock.gettimeout()
+    try:
+        sock.settimeout(0.0)
+        return sock.recv(65536)
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return None
+    finally:
+        sock.settimeout(saved)
 
 
 class _PrefixedSocket:
@@ -131,14 +169,21 @@ class _StreamingMixin:
         super().putheader(header, *values)  # type: ignore[misc]
 
     def _server_answered(self) -> bool:
+        """Whether the server has begun its final answer (or closed) while the body is still
+        going out. Interim 1xx responses, and TLS records without data, do not count."""
         sock = self.sock
         if sock is None:
             return True
         pending = getattr(sock, "pending", None)
-        if pending is not None and pending():
+        if not (pending is not None and pending()) and not select.select([sock], [], [], 0)[0]:
+            return False
+        data = _recv_nowait(sock)
+        if data is None:
+            return False
+        if not data:
             return True
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
+        self._early_status, final = _without_interim(self._early_status + data)
+        return final
 
     def _await_continue(self) -> bool:
         """Waits for the answer to ``Expect: 100-continue``. True: send the body (the server
