@@ -111,7 +111,7 @@ def escape_quoted(text: str) -> str:
             out.append("\\\\")
         elif ch == "\t":
             out.append(ch)
-        elif ord(ch) < 0x20:
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
             out.append(f"%{ord(ch):02X}")
         else:
             out.append(ch)
@@ -119,7 +119,8 @@ def escape_quoted(text: str) -> str:
 
 
 def escape_html5(text: str) -> str:
-    return text.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    """WHATWG's rule, plus NUL -> %00 (a NUL never reaches a header line)."""
+    return text.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A").replace("\0", "%00")
 
 
 def escape_poster_filename(text: str) -> str:
@@ -146,5 +147,8 @@ def escape_poster_filename(text: str) -> str:
 
 def control_escaped(text: str) -> str:
     """What a parser that undoes ``\\"`` and ``\\\\`` but no percent-escape sees of a name sent
-    in the quoted mode: C0 controls other than TAB stay as ``%XX``."""
-    return "".join(f"%{ord(ch):02X}" if ord(ch) < 0x20 and ch != "\t" else ch for ch in text)
+    in the quoted mode: C0 controls other than TAB, and DEL, stay as ``%XX``."""
+    return "".join(
+        f"%{ord(ch):02X}" if (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F else ch
+        for ch in text
+    )

@@ -71,6 +71,10 @@ def _text(value: Any, what: str) -> str:
 def _strify(value: Any) -> str | bytes | None:
     if value is None or isinstance(value, (str, bytes)):
         return value
+    if isinstance(value, (Mapping, set, frozenset)):
+        raise TypeError(
+            f"a field value must be text, bytes or a number, not {type(value).__name__}"
+        )
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     if hasattr(value, "read"):
@@ -202,6 +206,8 @@ class MultipartParam:
         if fileobj is not None:
             if not hasattr(fileobj, "read"):
                 raise TypeError(f"fileobj must have a read() method, not {type(fileobj).__name__}")
+            if getattr(fileobj, "closed", False) is True:
+                raise ValueError(f"part {self.name!r}: the file object is closed")
             if _is_text_file(fileobj):
                 raise TypeError(
                     f"part {self.name!r}: the file object is open in text mode; open it in "
@@ -484,6 +490,10 @@ def _file_name_of(fileobj: Any) -> str | None:
 def _params_from_item(cls: type[MultipartParam], item: Any) -> list[MultipartParam]:
     if isinstance(item, MultipartParam):
         return [item]
+    if isinstance(item, (str, bytes)):
+        raise TypeError(
+            f"form items must be (name, value) pairs or MultipartParam, not {item!r:.80}"
+        )
     try:
         name, value = item
     except (TypeError, ValueError):
@@ -609,7 +619,7 @@ def multipart_encode(
     *,
     escape: EscapeMode = "quoted",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    check_boundary: bool = True,
+    check_boundary: bool | None = None,
 ) -> tuple[MultipartStream | ChunkedMultipartStream, dict[str, str]]:
     """Encodes ``params`` as multipart/form-data and returns ``(stream, headers)``.
 
@@ -621,7 +631,10 @@ def multipart_encode(
 
     ``headers`` holds ``Content-Type`` and, unless a part has an unknown size, the exact
     ``Content-Length``. ``boundary`` is validated against RFC 2046 (``BoundaryError``); by
-    default one with 128 random bits is generated. ``cb(param, current, total)`` is called as
+    default one with 128 random bits is generated. In-memory values are always checked for the
+    delimiter; file data is scanned as it streams when the boundary is yours (or
+    ``check_boundary=True``), not for a generated one, which turns up in data with a
+    probability below 2^-88 per terabyte. ``cb(param, current, total)`` is called as
     the body streams, last with ``param=None``. ``escape`` picks how names and filenames are
     escaped: ``"quoted"``, ``"html5"`` or ``"poster"``.
     """

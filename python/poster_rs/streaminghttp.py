@@ -124,19 +124,17 @@ class _PrefixedSocket:
         return getattr(self._sock, name)
 
 
-def _sendall_parts(sock: socket.socket, parts: tuple[bytes, ...]) -> None:
-    """Sends several buffers as one write where the socket can gather them (no copy)."""
-    if isinstance(sock, socket.socket) and type(sock) is socket.socket:
-        views = [memoryview(p).cast("B") for p in parts if p]
-        while views:
-            sent = sock.sendmsg(views)
-            while views and sent >= len(views[0]):
-                sent -= len(views[0])
-                views.pop(0)
-            if views and sent:
-                views[0] = views[0][sent:]
-        return
-    sock.sendall(b"".join(parts))
+def _ready(sock: Any, timeout: float | None, *, write: bool) -> tuple[bool, bool]:
+    """``(readable, writable)`` within ``timeout`` seconds (``None``: wait for ever). poll(),
+    not select(): descriptors above 1024 are common in jobs that ship thousands of files."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | (select.POLLOUT if write else 0))
+    events = poller.poll(None if timeout is None else timeout * 1000)
+    mask = 0
+    for _, event in events:
+        mask |= event
+    readable = bool(mask & (select.POLLIN | select.POLLHUP | select.POLLERR))
+    return readable, bool(mask & select.POLLOUT)
 
 
 class _StreamingMixin:
@@ -175,7 +173,7 @@ class _StreamingMixin:
         if sock is None:
             return True
         pending = getattr(sock, "pending", None)
-        if not (pending is not None and pending()) and not select.select([sock], [], [], 0)[0]:
+        if not (pending is not None and pending()) and not _ready(sock, 0, write=False)[0]:
             return False
         data = _recv_nowait(sock)
         if data is None:
@@ -240,23 +238,40 @@ class _StreamingMixin:
                 block = block.encode("iso-8859-1")
             yield block
 
+    def _send_watching(self, data: Any) -> bool:
+        """Sends ``data`` while watching for an early answer: False as soon as the server has
+        begun its final response (even while the send buffer is full and the server has
+        stopped reading), True when everything went out."""
+        sock = self.sock
+        view = memoryview(data).cast("B")
+        timeout = sock.gettimeout()
+        while view:
+            readable, writable = _ready(sock, timeout, write=True)
+            if not readable and not writable:
+                raise TimeoutError("timed out sending the request body")
+            if readable and self._server_answered():
+                return False
+            if writable:
+                view = view[sock.send(view) :]
+        return True
+
     def _send_body(self, body: Any, encode_chunked: bool) -> None:
         chunked = encode_chunked and self._http_vsn == 11
-        sock = self.sock
         for chunk in self._body_chunks(body):
             if not chunk:
                 continue
-            if self._server_answered():
-                # The server answered before taking the whole body (413, 401, a redirect):
-                # stop here and let getresponse() return that answer.
-                self._body_incomplete = True
-                return
             if chunked:
-                _sendall_parts(sock, (f"{len(chunk):X}\r\n".encode("ascii"), chunk, b"\r\n"))
+                pieces: tuple[Any, ...] = (f"{len(chunk):X}\r\n".encode("ascii"), chunk, b"\r\n")
             else:
-                sock.sendall(chunk)
-        if chunked:
-            sock.sendall(b"0\r\n\r\n")
+                pieces = (chunk,)
+            for piece in pieces:
+                if not self._send_watching(piece):
+                    # The server answered before taking the whole body (413, 401, a redirect):
+                    # stop here and let getresponse() return that answer.
+                    self._body_incomplete = True
+                    return
+        if chunked and not self._send_watching(b"0\r\n\r\n"):
+            self._body_incomplete = True
 
     def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
         self._buffer.extend((b"", b""))

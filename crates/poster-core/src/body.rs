@@ -181,6 +181,16 @@ impl Body {
         } else {
             segment
         };
+        let saved = (self.segment, self.segment_pos, self.pos);
+        let result = self.seek_to(segment, offset);
+        if result.is_err() {
+            (self.segment, self.segment_pos, self.pos) = saved;
+            self.open = None;
+        }
+        result
+    }
+
+    fn seek_to(&mut self, segment: usize, offset: u64) -> Result<()> {
         // Readers at or after the target have to start over; the ones before it stay consumed.
         for seg in self.segments.iter_mut().skip(segment) {
             if let Segment::Reader(r) = seg

@@ -9,11 +9,12 @@ use std::str::FromStr;
 /// The escaping rule for `name="..."` and `filename="..."`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum EscapeMode {
-    /// `"` → `\"`, `\` → `\\`, CR → `%0D`, LF → `%0A`, other C0 controls except TAB → `%XX`,
-    /// non-ASCII as raw UTF-8. Round-trips through the most parsers.
+    /// `"` → `\"`, `\` → `\\`, CR → `%0D`, LF → `%0A`, other C0 controls except TAB and DEL →
+    /// `%XX`, non-ASCII as raw UTF-8. Round-trips through the most parsers.
     #[default]
     Quoted,
-    /// The WHATWG rule browsers use: `"` → `%22`, CR → `%0D`, LF → `%0A`, nothing else.
+    /// The WHATWG rule browsers use: `"` → `%22`, CR → `%0D`, LF → `%0A`, and (beyond it) NUL
+    /// → `%00`; nothing else.
     Html5,
     /// poster 0.8.1's bytes: RFC 2047 encoded-words for non-ASCII names, `&#N;` character
     /// references and backslash escapes for filenames, `text/plain; charset=utf-8` for every
@@ -83,7 +84,8 @@ fn push_quoted(out: &mut Vec<u8>, value: &str) {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\t' => out.push(byte),
-            0..=0x1f => push_percent(out, byte),
+            // DEL too: strict header parsers (httparse) reject it.
+            0..=0x1f | 0x7f => push_percent(out, byte),
             _ => out.push(byte),
         }
     }
@@ -96,6 +98,8 @@ fn push_html5(out: &mut Vec<u8>, value: &str) {
             b'"' => out.extend_from_slice(b"%22"),
             b'\r' => out.extend_from_slice(b"%0D"),
             b'\n' => out.extend_from_slice(b"%0A"),
+            // Not in the WHATWG rule, but a NUL must never reach a header line.
+            0 => out.extend_from_slice(b"%00"),
             _ => out.push(byte),
         }
     }
