@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import io
 import mimetypes
 import os
@@ -159,6 +160,13 @@ def _display_path(path: str | bytes) -> str:
     """A path as text for a filename: bytes that are not UTF-8 become U+FFFD (the file itself
     is still opened by its exact bytes)."""
     return _clean_text(os.fsdecode(path))
+
+
+@functools.lru_cache(maxsize=1024)
+def _guess_type_for_suffix(suffix: str) -> str | None:
+    """``mimetypes.guess_type`` of a name ending in ``suffix`` (its last two suffixes, all that
+    decides the guess), cached: the core asks once per file of a ``(name, path)`` pair."""
+    return mimetypes.guess_type("x" + suffix)[0]
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -646,6 +654,7 @@ def multipart_encode(
         source = _iter_items(params)
         items = source if type(source) is list else list(source)
     stream_args = {
+        "guess_type": _guess_type_for_suffix,
         "boundary": boundary,
         "escape": escape,
         "chunk_size": chunk_size,

@@ -3,9 +3,9 @@
 
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 
@@ -16,32 +16,112 @@ pub(crate) struct Identity {
     ino: u64,
 }
 
-impl Identity {
-    fn of(meta: &Metadata) -> Identity {
-        Identity {
-            dev: meta.dev(),
-            ino: meta.ino(),
+/// What is needed of a file's metadata, from `std` or from `statat(2)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileStat {
+    kind: Option<&'static str>,
+    len: u64,
+    identity: Identity,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl FileStat {
+    fn of(meta: &Metadata) -> FileStat {
+        FileStat {
+            kind: kind_name(meta.mode()),
+            len: meta.len(),
+            identity: Identity {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode(),
+        }
+    }
+
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // field types vary by target
+    fn of_raw(stat: &rustix::fs::Stat) -> FileStat {
+        let mode = stat.st_mode as u32;
+        FileStat {
+            kind: kind_name(mode),
+            len: stat.st_size as u64,
+            identity: Identity {
+                dev: stat.st_dev as u64,
+                ino: stat.st_ino as u64,
+            },
+            uid: stat.st_uid as u32,
+            gid: stat.st_gid as u32,
+            mode,
         }
     }
 }
 
-fn kind_name(meta: &Metadata) -> Option<&'static str> {
-    let ft = meta.file_type();
-    if ft.is_file() {
-        None
-    } else if ft.is_dir() {
-        Some("a directory")
-    } else if ft.is_fifo() {
-        Some("a FIFO")
-    } else if ft.is_socket() {
-        Some("a socket")
-    } else if ft.is_char_device() {
-        Some("a character device")
-    } else if ft.is_block_device() {
-        Some("a block device")
-    } else {
-        Some("not a regular file")
+fn kind_name(mode: u32) -> Option<&'static str> {
+    match rustix::fs::FileType::from_raw_mode(mode) {
+        rustix::fs::FileType::RegularFile => None,
+        rustix::fs::FileType::Directory => Some("a directory"),
+        rustix::fs::FileType::Fifo => Some("a FIFO"),
+        rustix::fs::FileType::Socket => Some("a socket"),
+        rustix::fs::FileType::CharacterDevice => Some("a character device"),
+        rustix::fs::FileType::BlockDevice => Some("a block device"),
+        _ => Some("not a regular file"),
     }
+}
+
+/// Measures many paths cheaply: files of the directory measured last are looked up relative to
+/// it (`statat(2)` walks one component instead of the whole path; sizing 10,000 files costs
+/// mostly path walks).
+#[derive(Debug, Default)]
+pub(crate) struct Measurer {
+    dir: Option<(PathBuf, rustix::fd::OwnedFd)>,
+}
+
+impl Measurer {
+    /// Follows symlinks, like `fs::metadata`.
+    fn stat(&mut self, path: &Path) -> io::Result<FileStat> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return fs::metadata(path).map(|m| FileStat::of(&m));
+        };
+        if parent.as_os_str().is_empty() {
+            return fs::metadata(path).map(|m| FileStat::of(&m));
+        }
+        if self.dir.as_ref().is_none_or(|(dir, _)| dir != parent) {
+            let flags = rustix::fs::OFlags::PATH
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC;
+            let Ok(fd) = rustix::fs::open(parent, flags, rustix::fs::Mode::empty()) else {
+                self.dir = None;
+                return fs::metadata(path).map(|m| FileStat::of(&m));
+            };
+            self.dir = Some((parent.to_path_buf(), fd));
+        }
+        let (_, dir) = self.dir.as_ref().expect("set above");
+        rustix::fs::statat(dir, name, rustix::fs::AtFlags::empty())
+            .map(|st| FileStat::of_raw(&st))
+            .map_err(io::Error::from)
+    }
+}
+
+/// Whether the mode bits alone show this process may read the file. Saves `access(2)`, a second
+/// path walk per file; when in doubt (supplementary groups, ACLs) the caller asks `access(2)`.
+fn surely_readable(stat: &FileStat) -> bool {
+    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
+    let (user, group) = *IDS.get_or_init(|| {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    });
+    let mode = stat.mode;
+    user == 0
+        || (stat.uid == user && mode & 0o400 != 0)
+        || (stat.uid != user && stat.gid == group && mode & 0o040 != 0)
+        // Other-readable counts only if group-readable too: group bits would apply to a
+        // member of the file's group (supplementary groups are not looked up).
+        || (stat.uid != user && mode & 0o044 == 0o044)
 }
 
 /// A file part's data: where it is and how long it was when the body was built.
@@ -70,24 +150,29 @@ fn io_error(part: &str, path: Option<&Path>, source: io::Error) -> Error {
 impl FileData {
     /// Measures a file by path: follows symlinks, requires a regular file the process may read,
     /// and reads nothing.
-    pub(crate) fn from_path(part: &str, path: &Path) -> Result<FileData> {
-        let meta = fs::metadata(path).map_err(|e| io_error(part, Some(path), e))?;
-        if let Some(kind) = kind_name(&meta) {
-            return Err(Error::NotARegularFile {
-                path: path.to_path_buf(),
-                kind,
-            });
+    pub(crate) fn from_path(
+        part: &str,
+        path: PathBuf,
+        measurer: &mut Measurer,
+    ) -> Result<FileData> {
+        let stat = measurer
+            .stat(&path)
+            .map_err(|e| io_error(part, Some(&path), e))?;
+        if let Some(kind) = stat.kind {
+            return Err(Error::NotARegularFile { path, kind });
         }
-        rustix::fs::access(path, rustix::fs::Access::READ_OK)
-            .map_err(|e| io_error(part, Some(path), e.into()))?;
+        if !surely_readable(&stat) {
+            rustix::fs::access(&path, rustix::fs::Access::READ_OK)
+                .map_err(|e| io_error(part, Some(&path), e.into()))?;
+        }
         Ok(FileData {
             part: part.to_owned(),
-            path: Some(path.to_path_buf()),
+            path: Some(path),
             given: None,
             offset: 0,
-            len: meta.len(),
+            len: stat.len,
             to_end: true,
-            identity: Some(Identity::of(&meta)),
+            identity: Some(stat.identity),
         })
     }
 
@@ -99,7 +184,7 @@ impl FileData {
         len: Option<u64>,
     ) -> Result<FileData> {
         let meta = file.metadata().map_err(|e| io_error(part, None, e))?;
-        if let Some(kind) = kind_name(&meta) {
+        if let Some(kind) = kind_name(meta.mode()) {
             return Err(Error::Io {
                 path: None,
                 part: part.to_owned(),
@@ -153,7 +238,7 @@ impl FileData {
             .metadata()
             .map_err(|e| io_error(&self.part, self.path.as_deref(), e))?;
         if let (Some(identity), Some(path)) = (self.identity, &self.path)
-            && Identity::of(&meta) != identity
+            && FileStat::of(&meta).identity != identity
         {
             return Err(Error::FileReplaced {
                 part: self.part.clone(),
@@ -211,7 +296,7 @@ impl FileData {
         }
         if let (Some(identity), Some(path)) = (self.identity, &self.path) {
             match fs::metadata(path) {
-                Ok(meta) if Identity::of(&meta) == identity => {}
+                Ok(meta) if FileStat::of(&meta).identity == identity => {}
                 _ => {
                     return Err(Error::FileReplaced {
                         part: self.part.clone(),

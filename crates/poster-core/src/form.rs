@@ -4,12 +4,13 @@
 //! each, so a form of 100,000 small fields costs a few large allocations, not 300,000 small ones.
 
 use std::ops::Range;
+use std::path::PathBuf;
 
 use crate::body::{Body, ReaderData, Segment};
 use crate::boundary;
 use crate::error::{Error, Result};
 use crate::escape::EscapeMode;
-use crate::file::FileData;
+use crate::file::{FileData, Measurer};
 use crate::header::{self, PartHead};
 use crate::part::{Part, PartReader, SharedBytes, Source};
 use crate::scan::ValueChecker;
@@ -114,12 +115,18 @@ impl Form {
             values,
         } = self;
         let mut prepared = Vec::with_capacity(items.len());
+        let mut paths = 0;
         for item in items {
             prepared.push(match item {
                 Item::Field { name, value } => Prepared::Field { name, value },
-                Item::Part(part) => Prepared::Part(Box::new(PreparedPart::new(*part)?)),
+                Item::Part(part) => {
+                    let part = PreparedPart::new(*part)?;
+                    paths += usize::from(matches!(part.data, Data::Unmeasured(_)));
+                    Prepared::Part(Box::new(part))
+                }
             });
         }
+        measure_files(&mut prepared, paths)?;
         let text = Text {
             names: &names,
             values: &values,
@@ -147,6 +154,8 @@ struct PreparedPart {
 
 enum Data {
     Memory(SharedBytes),
+    /// A path not measured yet.
+    Unmeasured(PathBuf),
     File(FileData),
     Reader(Box<dyn PartReader>, Option<u64>),
 }
@@ -164,7 +173,7 @@ impl PreparedPart {
         let is_file = part.source.is_file_like();
         let data = match part.source {
             Source::Bytes(bytes) => Data::Memory(bytes),
-            Source::Path(path) => Data::File(FileData::from_path(&part.name, &path)?),
+            Source::Path(path) => Data::Unmeasured(path),
             Source::File { file, offset, len } => {
                 Data::File(FileData::from_file(&part.name, file, offset, len)?)
             }
@@ -192,6 +201,11 @@ impl PreparedPart {
         }
     }
 
+    /// Whether the data is copied next to the header (small in-memory values).
+    fn is_inline(&self) -> bool {
+        matches!(&self.data, Data::Memory(bytes) if (**bytes).as_ref().len() <= INLINE_MAX)
+    }
+
     fn header_estimate(&self) -> usize {
         self.name.len()
             + self.filename.as_ref().map_or(0, String::len)
@@ -201,6 +215,52 @@ impl PreparedPart {
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 4)
                 .sum::<usize>()
+    }
+}
+
+/// From this many paths on, files are measured on two threads: sizing is one `statat(2)` per
+/// file, and the path walks dominate a form of thousands of files.
+const PARALLEL_PATHS: usize = 2048;
+
+/// Measures every path (in form order for errors: the first failing part is reported).
+fn measure_files(prepared: &mut [Prepared], paths: usize) -> Result<()> {
+    fn measure_all(items: &mut [Prepared]) -> Result<()> {
+        let mut measurer = Measurer::default();
+        for item in items {
+            if let Prepared::Part(part) = item
+                && let Data::Unmeasured(path) = &mut part.data
+            {
+                let path = std::mem::take(path);
+                part.data = Data::File(FileData::from_path(&part.name, path, &mut measurer)?);
+            }
+        }
+        Ok(())
+    }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if paths < PARALLEL_PATHS || threads < 2 {
+        return measure_all(prepared);
+    }
+    // Split where half of the paths lie on each side.
+    let mut seen = 0;
+    let middle = prepared
+        .iter()
+        .position(|item| {
+            seen += usize::from(
+                matches!(item, Prepared::Part(p) if matches!(p.data, Data::Unmeasured(_))),
+            );
+            seen > paths / 2
+        })
+        .unwrap_or(prepared.len());
+    let (first, second) = prepared.split_at_mut(middle);
+    let (a, b) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| measure_all(second));
+        let mine = measure_all(first);
+        (mine, other.join())
+    });
+    a?;
+    match b {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -254,7 +314,11 @@ fn layout(
             .sum::<usize>()
         + boundary.len()
         + 8;
-    let mut builder = SegmentBuilder::new(estimate);
+    let outside = prepared
+        .iter()
+        .filter(|item| matches!(item, Prepared::Part(part) if !part.is_inline()))
+        .count();
+    let mut builder = SegmentBuilder::new(estimate, 2 * outside + 1);
     let mut part_starts = Vec::with_capacity(prepared.len() + 1);
     let no_headers: &[(String, String)] = &[];
     for item in prepared {
@@ -280,6 +344,7 @@ fn layout(
                     }
                     Data::Memory(bytes) => builder.push(Segment::Shared(bytes)),
                     Data::File(file) => builder.push(Segment::File(file)),
+                    Data::Unmeasured(_) => unreachable!("measure_files measured every path"),
                     Data::Reader(reader, len) => builder.push(Segment::Reader(ReaderData {
                         part: name,
                         reader,
@@ -314,9 +379,9 @@ struct SegmentBuilder {
 }
 
 impl SegmentBuilder {
-    fn new(capacity: usize) -> SegmentBuilder {
+    fn new(capacity: usize, segments: usize) -> SegmentBuilder {
         SegmentBuilder {
-            segments: Vec::new(),
+            segments: Vec::with_capacity(segments),
             inline: Vec::with_capacity(capacity),
             flushed: Some(0),
         }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use poster_core::{Form, Part, Source};
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
@@ -40,9 +41,14 @@ fn value_source(value: &Bound<'_, PyAny>) -> PyResult<Option<Source>> {
     Ok(None)
 }
 
-/// The fast path: a 2-tuple of a `str` name and a small `str` or `bytes` value, added to the
-/// form's shared buffers. Returns false when the item needs the general path.
-fn push_plain_pair(form: &mut Form, item: &Bound<'_, PyAny>) -> PyResult<bool> {
+/// The fast path: a 2-tuple of a `str` name and a small `str` or `bytes` value (added to the
+/// form's shared buffers) or an `os.PathLike` (a file part). Returns false when the item needs
+/// the general path.
+fn push_plain_pair(
+    form: &mut Form,
+    item: &Bound<'_, PyAny>,
+    guess_type: Option<&Bound<'_, PyAny>>,
+) -> PyResult<bool> {
     let Ok(pair) = item.cast_exact::<PyTuple>() else {
         return Ok(false);
     };
@@ -58,6 +64,11 @@ fn push_plain_pair(form: &mut Form, item: &Bound<'_, PyAny>) -> PyResult<bool> {
         s.to_str()?.as_bytes()
     } else if let Ok(b) = value.cast_exact::<PyBytes>() {
         b.as_bytes()
+    } else if let Some(guess_type) = guess_type
+        && value.hasattr(intern!(value.py(), "__fspath__"))?
+    {
+        form.push(path_part(name.to_str()?, &value, guess_type)?);
+        return Ok(true);
     } else {
         return Ok(false);
     };
@@ -66,6 +77,37 @@ fn push_plain_pair(form: &mut Form, item: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
     form.push_field(name.to_str()?, data);
     Ok(true)
+}
+
+/// The last two suffixes of a file name (`.tar.gz`, `.csv`), all that `mimetypes.guess_type`
+/// looks at; the Python side caches its answer per suffix.
+fn type_suffix(filename: &str) -> &str {
+    let mut dots = filename.rmatch_indices('.').map(|(at, _)| at);
+    match (dots.next(), dots.next()) {
+        (Some(_), Some(second)) => &filename[second..],
+        (Some(last), None) => &filename[last..],
+        _ => "",
+    }
+}
+
+/// A `(name, os.PathLike)` pair: the file at that path, sent with its base name and the
+/// content type `mimetypes` guesses for it (as `MultipartParam.from_file` does).
+fn path_part(
+    name: &str,
+    value: &Bound<'_, PyAny>,
+    guess_type: &Bound<'_, PyAny>,
+) -> PyResult<Part> {
+    let path: PathBuf = value.extract()?;
+    let filename = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let content_type: Option<String> = guess_type.call1((type_suffix(&filename),))?.extract()?;
+    let mut part = Part::new(name, Source::Path(path)).filename(filename);
+    if let Some(content_type) = content_type {
+        part = part.content_type(content_type);
+    }
+    Ok(part)
 }
 
 #[allow(unsafe_code)]
@@ -141,10 +183,14 @@ fn spec_part(spec: &Bound<'_, PyAny>) -> PyResult<Part> {
 }
 
 /// Reads every item of `items` into a form.
-pub(crate) fn collect(items: &Bound<'_, PyList>, normalize: &Bound<'_, PyAny>) -> PyResult<Form> {
+pub(crate) fn collect(
+    items: &Bound<'_, PyList>,
+    normalize: &Bound<'_, PyAny>,
+    guess_type: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Form> {
     let mut form = Form::with_capacity(items.len());
     for item in items.iter() {
-        if push_plain_pair(&mut form, &item)? {
+        if push_plain_pair(&mut form, &item, guess_type)? {
             continue;
         }
         // The index is the part's, so the Python layer can map parts back to parameters.

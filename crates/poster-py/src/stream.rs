@@ -143,9 +143,10 @@ impl StreamPy {
 
 #[pymethods]
 impl StreamPy {
-    /// Builds the body from a list of form items; see `poster_rs.multipart_encode`.
+    /// Builds the body from a list of form items; see `poster_rs.multipart_encode`. With
+    /// `guess_type(suffix)`, `(name, os.PathLike)` pairs are read here too.
     #[new]
-    #[pyo3(signature = (items, normalize, *, boundary=None, escape="quoted", chunk_size=DEFAULT_CHUNK_SIZE, check_boundary=None))]
+    #[pyo3(signature = (items, normalize, *, boundary=None, escape="quoted", chunk_size=DEFAULT_CHUNK_SIZE, check_boundary=None, guess_type=None))]
     fn new(
         items: &Bound<'_, PyList>,
         normalize: &Bound<'_, PyAny>,
@@ -153,12 +154,13 @@ impl StreamPy {
         escape: &str,
         chunk_size: usize,
         check_boundary: Option<bool>,
+        guess_type: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if chunk_size == 0 {
             return Err(PyValueError::new_err("chunk_size must be positive"));
         }
         let escape = parse_escape(escape)?;
-        let form = parts::collect(items, normalize)?;
+        let form = parts::collect(items, normalize, guess_type)?;
         let options_boundary_given = boundary.is_some();
         let options = FormOptions {
             boundary,
