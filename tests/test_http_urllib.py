@@ -792,3 +792,43 @@ def test_unknown_length_goes_out_chunked(request: pytest.FixtureRequest, server_
     assert [f[0:2] + f[3:] for f in record["files"]] == [
         ["pipe", "pipe.bin", len(data), sha256(data)]
     ]
+
+
+# --- sendfile -----------------------------------------------------------------------------------
+
+
+def test_file_data_goes_out_with_sendfile_over_plain_tcp(
+    upload_server: Any, payload: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from poster_rs import streaminghttp
+
+    sent: list[int] = []
+    real_sendfile = os.sendfile
+
+    def counting_sendfile(out: int, fd: int, offset: int, count: int) -> int:
+        n = real_sendfile(out, fd, offset, count)
+        sent.append(n)
+        return n
+
+    monkeypatch.setattr(streaminghttp.os, "sendfile", counting_sendfile)
+    opener = register_openers()
+    stream, headers = payload.encode()
+    with stream:
+        status, reply = post(opener, upload_server.url + "upload", stream, headers)
+    assert status == 200
+    check_upload(upload_server_record(reply), payload)
+    assert sum(sent) == sum(part.path.stat().st_size for part in payload.files)
+
+
+def test_a_file_shrinking_during_sendfile_raises(
+    upload_server: Any, payload: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from poster_rs import streaminghttp
+
+    monkeypatch.setattr(streaminghttp.os, "sendfile", lambda *args: 0)
+    opener = register_openers()
+    stream, headers = payload.encode()
+    with stream, pytest.raises(urllib.error.URLError) as info:
+        post(opener, upload_server.url + "upload", stream, headers)
+    assert isinstance(info.value.reason, poster_rs.FileChangedError)
+    assert "shrank" in str(info.value.reason)

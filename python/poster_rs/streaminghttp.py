@@ -12,8 +12,9 @@
   error) instead of hanging;
 - honour an SSL context given to ``StreamingHTTPSHandler(context=...)``.
 
-File data goes out with ``sendall`` of 1 MiB chunks rather than ``sendfile``: on loopback this
-measured ~4 GB/s against ~2.4 GB/s for ``sendfile``.
+Over plain TCP, file data goes out with ``sendfile(2)`` straight from the page cache (the
+benchmark suite measured it faster than ``sendall`` of 1 MiB buffers on loopback); over TLS, and
+for other bodies, in 1 MiB ``send`` calls.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import os
 import select
 import socket
 import ssl
@@ -29,6 +31,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+from ._poster_rs import FileChangedError, Stream
 
 __all__ = [
     "StreamingHTTPConnection",
@@ -255,8 +259,50 @@ class _StreamingMixin:
                 view = view[sock.send(view) :]
         return True
 
+    def _sendfile_watching(self, fd: int, offset: int, count: int) -> bool:
+        """Sends ``count`` bytes of file ``fd`` from ``offset`` with ``sendfile(2)`` (no copy
+        through Python), watching for an early answer like ``_send_watching``."""
+        sock = self.sock
+        out = sock.fileno()
+        timeout = sock.gettimeout()
+        while count:
+            readable, writable = _ready(sock, timeout, write=True)
+            if not readable and not writable:
+                raise TimeoutError("timed out sending the request body")
+            if readable and self._server_answered():
+                return False
+            if not writable:
+                continue
+            try:
+                sent = os.sendfile(out, fd, offset, count)
+            except BlockingIOError:
+                continue
+            if sent == 0:
+                raise FileChangedError(
+                    f"a file shrank while it was being sent ({count} bytes missing at byte "
+                    f"{offset}); the body would not match its Content-Length"
+                )
+            offset += sent
+            count -= sent
+        return True
+
+    def _send_pieces(self, body: Any) -> None:
+        """A poster_rs stream over plain TCP: headers and small parts as bytes, file data
+        with ``sendfile(2)`` straight from the page cache."""
+        while (piece := body._next_piece()) is not None:
+            if isinstance(piece, bytes):
+                done = self._send_watching(piece)
+            else:
+                done = self._sendfile_watching(*piece)
+            if not done:
+                self._body_incomplete = True
+                return
+
     def _send_body(self, body: Any, encode_chunked: bool) -> None:
         chunked = encode_chunked and self._http_vsn == 11
+        if not chunked and isinstance(body, Stream) and type(self.sock) is socket.socket:
+            self._send_pieces(body)
+            return
         for chunk in self._body_chunks(body):
             if not chunk:
                 continue

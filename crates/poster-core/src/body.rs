@@ -45,6 +45,17 @@ pub(crate) struct ReaderData {
     pub(crate) touched: bool,
 }
 
+/// File data handed out by [`Body::next_file_span`]: `len` bytes of `file` from `offset`.
+#[derive(Debug, Clone)]
+pub struct FileSpan {
+    /// The open file; keep it until the bytes are sent.
+    pub file: Arc<File>,
+    /// Where the bytes start in the file.
+    pub offset: u64,
+    /// How many bytes.
+    pub len: u64,
+}
+
 /// The file a stream is currently reading.
 struct OpenFile {
     segment: usize,
@@ -128,6 +139,69 @@ impl Body {
     /// The offset of the next byte the stream produces.
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// When the next bytes are file data that need no scanning, hands them out as a span of the
+    /// open file instead of copying them, for zero-copy sending (`sendfile(2)`): at most `max`
+    /// bytes, and the position moves past them. The file's size and identity are checked as
+    /// when its bytes are read; the caller must still treat a short `sendfile` as the file having
+    /// shrunk. `None` when the next bytes are not such file data.
+    pub fn next_file_span(&mut self, max: u64) -> Result<Option<FileSpan>> {
+        if self.scanner.is_some() || max == 0 {
+            return Ok(None);
+        }
+        let index = self.segment;
+        let at = self.segment_pos;
+        let Some(Segment::File(file)) = self.segments.get(index) else {
+            return Ok(None);
+        };
+        if self.open.as_ref().is_none_or(|o| o.segment != index) {
+            self.open = Some(OpenFile {
+                segment: index,
+                file: file.open()?,
+            });
+        }
+        let handle = Arc::clone(&self.open.as_ref().expect("opened above").file);
+        let len = (file.len - at).min(max);
+        let span = FileSpan {
+            file: Arc::clone(&handle),
+            offset: file.offset + at,
+            len,
+        };
+        if at + len == file.len {
+            file.check_end(&handle)?;
+            self.open = None;
+            self.segment += 1;
+            self.segment_pos = 0;
+        } else {
+            self.segment_pos += len;
+        }
+        self.pos += len;
+        Ok(Some(span))
+    }
+
+    /// How many bytes (at most `max`) come before the next file data that
+    /// [`Body::next_file_span`] would hand out, so that a zero-copy sender copies no file bytes.
+    pub fn bytes_before_file_span(&self, max: usize) -> usize {
+        if self.scanner.is_some() {
+            return max;
+        }
+        let mut total: u64 = 0;
+        for (index, segment) in self.segments.iter().enumerate().skip(self.segment) {
+            let Some(len) = segment.len() else {
+                return max;
+            };
+            if matches!(segment, Segment::File(_)) || total >= max as u64 {
+                break;
+            }
+            let from = if index == self.segment {
+                self.segment_pos
+            } else {
+                0
+            };
+            total += len - from;
+        }
+        total.min(max as u64) as usize
     }
 
     /// Whether the stream has produced its last byte.

@@ -48,7 +48,7 @@ pub mod header;
 mod part;
 mod scan;
 
-pub use body::Body;
+pub use body::{Body, FileSpan};
 pub use error::{Error, Result};
 pub use escape::EscapeMode;
 pub use form::{Form, FormOptions};

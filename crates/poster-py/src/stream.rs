@@ -1,7 +1,8 @@
 //! `Stream`: the encoded body as a Python iterator of large `bytes` chunks, sized, seekable and
 //! closable. The Python package subclasses it as `poster_rs.MultipartStream`.
 
-use std::sync::Mutex;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
 
 use poster_core::{Body, EscapeMode, FormOptions};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -39,6 +40,8 @@ pub(crate) struct StreamPy {
     /// Set when reading ran to the end; a new `iter()` then starts over. A seek clears it, so
     /// a stream moved to its end on purpose stays there.
     exhausted: bool,
+    /// The file of the last span handed out by `_next_piece`, kept open until the next call.
+    lent: Option<Arc<std::fs::File>>,
     /// Reused for chunks of unknown length, whose size is only known after the read.
     scratch: Vec<u8>,
 }
@@ -180,6 +183,7 @@ impl StreamPy {
             chunk_size,
             progress: None,
             exhausted: false,
+            lent: None,
             scratch: Vec::new(),
         })
     }
@@ -285,6 +289,7 @@ impl StreamPy {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         this.scratch = Vec::new();
+        this.lent = None;
         Ok(())
     }
 
@@ -307,6 +312,41 @@ impl StreamPy {
     #[getter]
     fn chunk_size(&self) -> usize {
         self.chunk_size
+    }
+
+    /// The next piece of the body for a sender that can use `sendfile`: `bytes`, or
+    /// `(fd, offset, count)` for file data that needs no scanning (the descriptor stays open
+    /// until the next call), or `None` at the end.
+    fn _next_piece<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        let span = {
+            let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+            let max = this.chunk_size as u64;
+            let start = this.body()?.position();
+            let span = this.body()?.next_file_span(max).map_err(to_pyerr)?;
+            span.map(|span| {
+                let piece = (span.file.as_raw_fd(), span.offset, span.len);
+                this.lent = Some(span.file);
+                (
+                    piece,
+                    start,
+                    span.len,
+                    this.progress.as_ref().map(|p| p.clone_ref(py)),
+                )
+            })
+        };
+        let Some((piece, start, len, progress)) = span else {
+            let max = {
+                let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+                let chunk_size = this.chunk_size;
+                this.body()?.bytes_before_file_span(chunk_size)
+            };
+            return Ok(Self::next_reporting(slf, Some(max.max(1)))?.map(Bound::into_any));
+        };
+        if let Some(progress) = progress {
+            progress.call1(py, (start, start + len))?;
+        }
+        Ok(Some(piece.into_pyobject(py)?.into_any()))
     }
 
     /// Sets the function called with `(start, end)` after each chunk is produced.
