@@ -811,6 +811,7 @@ def test_file_data_goes_out_with_sendfile_over_plain_tcp(
         return n
 
     monkeypatch.setattr(streaminghttp.os, "sendfile", counting_sendfile)
+    monkeypatch.setattr(StreamingHTTPConnection, "use_sendfile", True)
     opener = register_openers()
     stream, headers = payload.encode()
     with stream:
@@ -826,6 +827,7 @@ def test_a_file_shrinking_during_sendfile_raises(
     from poster_rs import streaminghttp
 
     monkeypatch.setattr(streaminghttp.os, "sendfile", lambda *args: 0)
+    monkeypatch.setattr(StreamingHTTPConnection, "use_sendfile", True)
     opener = register_openers()
     stream, headers = payload.encode()
     with stream, pytest.raises(urllib.error.URLError) as info:
