@@ -345,8 +345,9 @@ class _UploadHandler(BaseHTTPRequestHandler):
         parts = [p.as_dict() for p in receiver.parts]
         server.record(self.path, parts, received)
         if server.print_parts:
-            for part in parts:
-                print(_describe(part), flush=True)
+            lines = "\n".join(_describe(part) for part in parts)
+            with server.print_lock:  # one request's lines stay together
+                print(lines, flush=True)
         self._reply(200, {"path": self.path, "bytes": received, "seconds": elapsed, "parts": parts})
 
     def _reset(self) -> None:
@@ -393,6 +394,7 @@ class UploadServer(ThreadingHTTPServer):
         self.print_parts = print_parts
         self.verbose = verbose
         self._lock = threading.Lock()
+        self.print_lock = threading.Lock()
         self.received: list[dict[str, Any]] = []
         self._names: set[str] = set()
         self._thread: threading.Thread | None = None

@@ -17,6 +17,7 @@ import hashlib
 import http.client
 import json
 import os
+import pathlib
 import random
 import ssl
 import sys
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .encode import MultipartParam, multipart_encode
+from .encode import multipart_encode
 from .streaminghttp import StreamingHTTPConnection, StreamingHTTPSConnection
 
 __all__ = [
@@ -76,7 +77,8 @@ class UploadJob:
             form = self.form
             params.extend(form.items() if isinstance(form, Mapping) else form)
         if self.path is not None:
-            params.append(MultipartParam.from_file(self.name, self.path))
+            # A (name, path) pair is sized and rendered in Rust without a MultipartParam.
+            params.append((self.name, pathlib.Path(self.path)))
         return params
 
 
@@ -177,6 +179,14 @@ class _ConnectionPool:
             self.connections[key] = conn
         return conn
 
+    def close(self) -> None:
+        for conn in self.connections.values():
+            conn.close()
+        self.connections.clear()
+
+    # A worker thread of a caller's executor drops its pool when the thread ends.
+    __del__ = close
+
     def discard(self, url: urllib.parse.SplitResult) -> None:
         port = url.port or (443 if url.scheme == "https" else 80)
         conn = self.connections.pop((url.scheme, url.hostname or "", port), None)
@@ -192,6 +202,12 @@ def _pool() -> _ConnectionPool:
     if pool is None:
         pool = _local.pool = _ConnectionPool()
     return pool
+
+
+def _register_pool(pools: list[_ConnectionPool], lock: threading.Lock) -> None:
+    """Thread initializer of ship()'s own executor: its pools are closed when the run ends."""
+    with lock:
+        pools.append(_pool())
 
 
 def _attempt(job: UploadJob, options: _Options) -> tuple[int, int, bytes]:
@@ -223,9 +239,16 @@ def _attempt(job: UploadJob, options: _Options) -> tuple[int, int, bytes]:
                     stream.seek(0)
                     continue
                 raise _RetryableError(f"connection lost: {exc}") from exc
+            except ssl.SSLCertVerificationError:
+                pool.discard(url)
+                raise  # a certificate will not verify on the next attempt either
             except (OSError, http.client.HTTPException) as exc:
                 pool.discard(url)
                 raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
+            except BaseException:
+                # Left mid-request, the connection would break the worker's next job.
+                pool.discard(url)
+                raise
             if response.will_close:
                 pool.discard(url)
             status = response.status
@@ -297,12 +320,17 @@ class _Log:
     """Appends one JSON line per finished job and fsyncs it before the job counts as done."""
 
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
-        self.file = None if path is None else open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self.file = None if path is None else open(path, "a+b")  # noqa: SIM115
+        if self.file is not None and self.file.tell() > 0:
+            # A run killed mid-write leaves a cut line: end it, so the next entry is whole.
+            self.file.seek(-1, os.SEEK_END)
+            if self.file.read(1) != b"\n":
+                self.file.write(b"\n")
 
     def write(self, result: UploadResult) -> None:
         if self.file is None:
             return
-        self.file.write(result.as_json() + "\n")
+        self.file.write((result.as_json() + "\n").encode("utf-8"))
         self.file.flush()
         os.fsync(self.file.fileno())
 
@@ -391,8 +419,12 @@ def ship_iter(
     bar = _Progress(show, len(job_list))
     results_log = _Log(log)
     own_executor = executor is None
+    own_pools: list[_ConnectionPool] = []
     pool = executor or concurrent.futures.ThreadPoolExecutor(
-        max_workers=workers, thread_name_prefix="poster-rs-ship"
+        max_workers=workers,
+        thread_name_prefix="poster-rs-ship",
+        initializer=_register_pool,
+        initargs=(own_pools, threading.Lock()),
     )
     window = max(workers, 1) * 4
     pending: dict[concurrent.futures.Future[UploadResult], UploadJob] = {}
@@ -441,6 +473,8 @@ def ship_iter(
             future.cancel()
         if own_executor:
             pool.shutdown(wait=True, cancel_futures=True)
+            for connections in own_pools:
+                connections.close()
         results_log.close()
         bar.close()
 

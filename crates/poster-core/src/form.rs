@@ -236,8 +236,10 @@ fn measure_files(prepared: &mut [Prepared], paths: usize) -> Result<()> {
         }
         Ok(())
     }
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if paths < PARALLEL_PATHS || threads < 2 {
+    // available_parallelism() reads cgroup files: ask only when it matters.
+    if paths < PARALLEL_PATHS
+        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get) < 2
+    {
         return measure_all(prepared);
     }
     // Split where half of the paths lie on each side.
