@@ -11,7 +11,7 @@ use crate::boundary;
 use crate::error::{Error, Result};
 use crate::escape::EscapeMode;
 use crate::file::{FileData, Measurer};
-use crate::header::{self, PartHead};
+use crate::header::{self, FieldTemplate, PartHead};
 use crate::part::{Part, PartReader, SharedBytes, Source};
 use crate::scan::ValueChecker;
 
@@ -322,19 +322,12 @@ fn layout(
         .count();
     let mut builder = SegmentBuilder::new(estimate, 2 * outside + 1);
     let mut part_starts = Vec::with_capacity(prepared.len() + 1);
-    let no_headers: &[(String, String)] = &[];
+    let field = FieldTemplate::new(&boundary, options.escape);
     for item in prepared {
         part_starts.push(builder.offset().unwrap_or(u64::MAX));
         match item {
             Prepared::Field { name, value } => {
-                let head = PartHead {
-                    name: &text.names[name],
-                    filename: None,
-                    content_type: None,
-                    headers: no_headers,
-                    is_file: false,
-                };
-                header::render(&mut builder.inline, &boundary, &head, options.escape);
+                field.render(&mut builder.inline, &text.names[name]);
                 builder.inline.extend_from_slice(&text.values[value]);
             }
             Prepared::Part(part) => {

@@ -117,6 +117,32 @@ pub fn render(out: &mut Vec<u8>, boundary: &str, head: &PartHead<'_>, mode: Esca
     out.extend_from_slice(b"\r\n");
 }
 
+/// The header of a plain text field (no filename, no type, no extra headers) as a prefix and a
+/// suffix around the escaped name: the same bytes as [`render`], in three copies instead of ten.
+#[derive(Debug)]
+pub(crate) struct FieldTemplate {
+    prefix: Vec<u8>,
+    mode: EscapeMode,
+}
+
+const FIELD_SUFFIX: &[u8] = b"\"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
+
+impl FieldTemplate {
+    pub(crate) fn new(boundary: &str, mode: EscapeMode) -> FieldTemplate {
+        let mut prefix = Vec::with_capacity(boundary.len() + 48);
+        prefix.extend_from_slice(b"--");
+        prefix.extend_from_slice(boundary.as_bytes());
+        prefix.extend_from_slice(b"\r\nContent-Disposition: form-data; name=\"");
+        FieldTemplate { prefix, mode }
+    }
+
+    pub(crate) fn render(&self, out: &mut Vec<u8>, name: &str) {
+        out.extend_from_slice(&self.prefix);
+        escape::push_name(out, name, self.mode);
+        out.extend_from_slice(FIELD_SUFFIX);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +166,19 @@ mod tests {
             b"--XYZ\r\nContent-Disposition: form-data; name=\"foo\"\r\n\
               Content-Type: text/plain; charset=utf-8\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn field_template_renders_like_render() {
+        for mode in [EscapeMode::Quoted, EscapeMode::Html5, EscapeMode::Poster] {
+            for name in ["a", "naïve \"q\"\r\n", "", "☃"] {
+                let mut expected = Vec::new();
+                render(&mut expected, "XYZ", &head(name, &[]), mode);
+                let mut actual = Vec::new();
+                FieldTemplate::new("XYZ", mode).render(&mut actual, name);
+                assert_eq!(actual, expected, "{mode} {name:?}");
+            }
+        }
     }
 
     #[test]

@@ -55,28 +55,32 @@ fn push_plain_pair(
     if pair.len() != 2 {
         return Ok(false);
     }
-    let name = pair.get_item(0)?;
+    // Borrowed items: no reference count traffic for each of 100,000 fields.
+    let name = pair.get_borrowed_item(0)?;
     let Ok(name) = name.cast_exact::<PyString>() else {
         return Ok(false);
     };
-    let value = pair.get_item(1)?;
-    let data = if let Ok(s) = value.cast_exact::<PyString>() {
-        s.to_str()?.as_bytes()
-    } else if let Ok(b) = value.cast_exact::<PyBytes>() {
-        b.as_bytes()
-    } else if let Some(guess_type) = guess_type
+    let value = pair.get_borrowed_item(1)?;
+    let push = |form: &mut Form, data: &[u8]| -> PyResult<bool> {
+        if data.len() >= SHARE_MIN {
+            return Ok(false);
+        }
+        form.push_field(name.to_str()?, data);
+        Ok(true)
+    };
+    if let Ok(text) = value.cast_exact::<PyString>() {
+        return push(form, text.to_str()?.as_bytes());
+    }
+    if let Ok(bytes) = value.cast_exact::<PyBytes>() {
+        return push(form, bytes.as_bytes());
+    }
+    if let Some(guess_type) = guess_type
         && value.hasattr(intern!(value.py(), "__fspath__"))?
     {
         form.push(path_part(name.to_str()?, &value, guess_type)?);
         return Ok(true);
-    } else {
-        return Ok(false);
-    };
-    if data.len() >= SHARE_MIN {
-        return Ok(false);
     }
-    form.push_field(name.to_str()?, data);
-    Ok(true)
+    Ok(false)
 }
 
 /// The last two suffixes of a file name (`.tar.gz`, `.csv`), all that `mimetypes.guess_type`
