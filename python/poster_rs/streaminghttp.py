@@ -155,6 +155,18 @@ class _StreamingMixin:
     #: ``sendfile`` at 2.7 GB/s against 4.8 GB/s for ``sendall`` of 1 MiB buffers.
     use_sendfile = False
 
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *args: Any,
+        expect_timeout: float = DEFAULT_EXPECT_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("blocksize", BLOCKSIZE)
+        super().__init__(host, port, *args, **kwargs)  # type: ignore[call-arg]
+        self._init_streaming(expect_timeout)
+
     def _init_streaming(self, expect_timeout: float) -> None:
         self.expect_timeout = expect_timeout
         self._expect_continue = False
@@ -380,33 +392,9 @@ class StreamingHTTPConnection(_StreamingMixin, http.client.HTTPConnection):
     """``http.client.HTTPConnection`` that streams bodies in large chunks, honours
     ``Expect: 100-continue`` and stops sending when the server answers early."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int | None = None,
-        *args: Any,
-        expect_timeout: float = DEFAULT_EXPECT_TIMEOUT,
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("blocksize", BLOCKSIZE)
-        super().__init__(host, port, *args, **kwargs)
-        self._init_streaming(expect_timeout)
-
 
 class StreamingHTTPSConnection(_StreamingMixin, http.client.HTTPSConnection):
     """The HTTPS counterpart of ``StreamingHTTPConnection``."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int | None = None,
-        *args: Any,
-        expect_timeout: float = DEFAULT_EXPECT_TIMEOUT,
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("blocksize", BLOCKSIZE)
-        super().__init__(host, port, *args, **kwargs)
-        self._init_streaming(expect_timeout)
 
 
 def _is_rewindable(data: Any) -> bool:
