@@ -216,8 +216,24 @@ def compute_table() -> dict[str, dict[str, dict[str, dict[str, str]]]]:
     }
 
 
-def load_expectation() -> dict[str, Any]:
+def parser_versions() -> dict[str, str]:
+    """The installed parsers: the table is a fact about these versions."""
+    import importlib.metadata as md
+
+    return {
+        "werkzeug": md.version("werkzeug"),
+        "python-multipart": md.version("python-multipart"),
+        "python": sys.version.split()[0],
+    }
+
+
+def load_recorded() -> dict[str, Any]:
+    """``{"versions": ..., "table": ...}`` as last written by ``--write``."""
     return json.loads(EXPECTATION.read_text(encoding="utf-8"))
+
+
+def load_expectation() -> dict[str, Any]:
+    return load_recorded()["table"]
 
 
 SYMBOLS = {"ok": "✓", "wrong": "✗", "lost": "lost", "error": "refused"}
@@ -262,8 +278,9 @@ def markdown(table: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     table = compute_table()
     if "--write" in argv:
+        recorded = {"versions": parser_versions(), "table": table}
         EXPECTATION.write_text(
-            json.dumps(table, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+            json.dumps(recorded, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
             encoding="utf-8",
         )
         print(f"wrote {EXPECTATION}", file=sys.stderr)
