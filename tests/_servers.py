@@ -339,18 +339,13 @@ class ThreadedUploadServer:
     def __init__(self, directory: str | None = None, **kwargs: Any) -> None:
         self.server = UploadServer("127.0.0.1", 0, directory, **kwargs)
         self.url = self.server.url
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
 
     def __enter__(self) -> ThreadedUploadServer:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        self.server.stop()
 
 
 # --- raw sockets --------------------------------------------------------------------------------

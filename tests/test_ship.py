@@ -37,8 +37,11 @@ from typing import Any
 
 import pytest
 from poster_rs import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
-from poster_rs.server import FaultPlan, UploadServer
 from poster_rs.ship import collect_files, read_log
+
+# The test server: poster-rs serve with injected faults and a log of what it received.
+from dummyserver import FaultPlan
+from dummyserver import RecordingUploadServer as UploadServer
 
 #: The module (``poster_rs.ship`` is the function: the package re-exports it under that name).
 SHIP_MODULE = sys.modules["poster_rs.ship"]

@@ -23,6 +23,14 @@ from typing import Any
 import pytest
 
 CLI = [sys.executable, "-m", "poster_rs"]
+#: ``python -m dummyserver``, run from the repository root (it is not installed).
+TEST_SERVER = [
+    "env",
+    f"PYTHONPATH={Path(__file__).resolve().parent.parent}",
+    sys.executable,
+    "-m",
+    "dummyserver",
+]
 RUN_TIMEOUT = 60
 SUMMARY = re.compile(
     r"^(?P<ok>\d+) ok, (?P<failed>\d+) failed, (?P<skipped>\d+) skipped \(already in the log\); "
@@ -46,8 +54,10 @@ class Serve:
 
     def __init__(self, directory: Path, *extra: str) -> None:
         self.directory = directory
+        # Injected faults come from the test server (dummyserver/), not from the product.
+        server = TEST_SERVER if "--fail-rate" in extra else [*CLI, "serve"]
         self.proc = subprocess.Popen(
-            [*CLI, "serve", "--port", "0", "--dir", str(directory), *extra],
+            [*server, "--port", "0", "--dir", str(directory), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,

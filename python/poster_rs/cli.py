@@ -21,7 +21,6 @@ from typing import Any
 
 from . import __version__
 from .encode import MultipartParam, multipart_encode
-from .server import FaultPlan, UploadServer
 from .ship import collect_files, ship_iter
 from .streaminghttp import (
     StreamingHTTPHandler,
@@ -277,14 +276,24 @@ def cmd_post(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    faults = FaultPlan(rate=args.fail_rate, seed=args.fail_seed) if args.fail_rate else None
+    from .server import UploadServer  # noqa: PLC0415 - aiohttp loads only for serving
+
+    token = args.token if args.token is not None else os.environ.get("POSTER_RS_SERVE_TOKEN")
     try:
         server = UploadServer(
             args.host,
             args.port,
             args.dir,
             max_body=args.max_body,
-            faults=faults,
+            max_parts=args.max_parts,
+            max_part_header=args.max_part_header,
+            token=token or None,
+            allow_hosts=args.allow_host or None,
+            header_timeout=args.header_timeout,
+            read_timeout=args.read_timeout,
+            max_connections=args.max_connections,
+            max_uploads=args.max_uploads,
+            backlog=args.backlog,
             print_parts=True,
             verbose=args.verbose,
         )
@@ -293,12 +302,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_CONNECT
     where = f"storing files in {os.path.abspath(args.dir)}" if args.dir else "not storing files"
     print(f"Serving on {server.url} ({where})", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
     return 0
 
 
@@ -334,6 +339,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         fields = {"title": "poster-rs demo", "note": "résumé ☃ — streamed from disk"}
         params = [MultipartParam(k, v) for k, v in fields.items()]
         params.append(MultipartParam.from_file("sample", sample))
+        from .server import UploadServer  # noqa: PLC0415 - aiohttp loads only for serving
+
         with UploadServer("127.0.0.1", 0, os.path.join(work, "received")) as server:
             progress = _Progress(_show_progress(args.progress))
             stream, headers = multipart_encode(params, cb=progress.callback)
@@ -475,9 +482,46 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dir", help="store file parts here (safe names, never overwritten)")
     serve.add_argument("--max-body", type=parse_size, help="answer 413 above this size")
     serve.add_argument(
-        "--fail-rate", type=float, default=0.0, help="fail this fraction of requests (testing)"
+        "--max-parts", type=int, default=10_000, help="answer 413 past this many parts (10000)"
     )
-    serve.add_argument("--fail-seed", type=int, help="seed for --fail-rate")
+    serve.add_argument(
+        "--max-part-header",
+        type=parse_size,
+        default=16 << 10,
+        help="answer 413 past this many bytes of headers in one part (16K)",
+    )
+    serve.add_argument(
+        "--token",
+        help="require 'Authorization: Bearer TOKEN' (or set POSTER_RS_SERVE_TOKEN, which other "
+        "users cannot read in the process list)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="answer only requests whose Host (and Origin) is NAME; repeatable (default on a "
+        "loopback address: localhost, 127.0.0.1, ::1; elsewhere: any)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="drop a client that has not sent its request head S seconds after connecting "
+        "or after its previous answer (10)",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="drop an upload whose body sends nothing for S seconds (60)",
+    )
+    serve.add_argument(
+        "--max-connections", type=int, default=512, help="open connections at once (512)"
+    )
+    serve.add_argument("--max-uploads", type=int, default=32, help="bodies received at once (32)")
+    serve.add_argument("--backlog", type=int, default=512, help="listen backlog (512)")
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)
 

@@ -1,379 +1,171 @@
-"""A receiving server for uploads: parses multipart/form-data with python-multipart as the body
-streams in, hashes every part, and stores files under a directory with safe names.
+"""``poster-rs serve``: a receiving server for multipart uploads, on aiohttp.web.
 
-It is what ``poster-rs serve`` runs and the target of the demo and of shipping-job tests.
+aiohttp's HTTP/1.1 parser (llhttp) does the framing, strictly: a malformed chunk size, junk in
+place of a CRLF, a negative or non-numeric Content-Length, over-long header lines and too many
+headers or trailers are answered 400 by the library. This module adds what a receiving server
+facing hostile clients needs on top: a header timeout (a client must send its request head
+within ``header_timeout`` seconds of connecting or of its previous answer) and a body idle
+timeout, a capped number of connections and of uploads in progress, ``max_body`` on every
+framing, limits on parts and part headers, an optional bearer token, a Host/Origin allow-list,
+and files created safely under one directory (see ``_store``). Parsing happens on the event
+loop; hashing and disk writes happen in worker threads, in blocks of about a megabyte.
+
+The answer to an upload is JSON: ``path``, ``bytes``, ``seconds`` and ``parts`` (each part's
+``name``, ``filename``, ``content_type``, ``size``, ``sha256``, and ``stored_as`` for a stored
+file or ``value`` for a short text field). After the answer nothing of the request is kept but
+two counters.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
-import hashlib
+import hmac
+import ipaddress
 import json
+import logging
 import os
-import random
-import re
 import socket
+import sys
 import threading
 import time
-import unicodedata
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
-import python_multipart
+from aiohttp import web
 from python_multipart.multipart import parse_options_header
 
-__all__ = ["FaultPlan", "ReceivedPart", "UploadServer", "safe_filename"]
+from ._form import BLOCK, FormError, FormLimits, FormReceiver, ReceivedPart
+from ._store import UploadDirectory, safe_filename
 
-READ_SIZE = 1 << 20
-#: Text fields larger than this are hashed but not echoed back.
-ECHO_MAX = 4096
+__all__ = ["ReceivedPart", "UploadServer", "safe_filename"]
 
-_UNSAFE = re.compile(r"[^\w.\- ()+,=@\[\]]", re.UNICODE)
+#: Names a server bound to a loopback address answers to unless told otherwise: a Host header
+#: naming anything else is a DNS-rebinding attempt.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
-
-def safe_filename(filename: str | None) -> str:
-    """A file name that cannot leave its directory: the last path component (``/`` or ``\\``),
-    without control characters or characters outside a conservative set, never ``.``/``..``,
-    never empty, at most 200 bytes of UTF-8."""
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = unicodedata.normalize("NFC", name)
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = _UNSAFE.sub("_", name).strip(" .")
-    if not name:
-        name = "upload"
-    while len(name.encode("utf-8")) > 200:
-        name = name[:-1]
-    return name
+_CLIENT_GONE = (ConnectionError, asyncio.IncompleteReadError)
 
 
-@dataclass
-class ReceivedPart:
-    """What the server saw of one part."""
-
-    name: str
-    filename: str | None
-    content_type: str | None
-    size: int = 0
-    sha256: str = ""
-    stored_as: str | None = None
-    value: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "filename": self.filename,
-            "content_type": self.content_type,
-            "size": self.size,
-            "sha256": self.sha256,
-        }
-        if self.stored_as is not None:
-            out["stored_as"] = self.stored_as
-        if self.value is not None:
-            out["value"] = self.value
-        return out
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
-@dataclass
-class FaultPlan:
-    """Failures injected on purpose, for testing clients' retries: each request fails with
-    probability ``rate``, as one of ``kinds`` (``"503"``, ``"429"`` with ``Retry-After``,
-    ``"reset"`` mid-body)."""
-
-    rate: float = 0.0
-    kinds: tuple[str, ...] = ("503", "429", "reset")
-    retry_after: int = 1
-    seed: int | None = None
-    _rng: random.Random = field(init=False, repr=False)
-    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
-
-    def draw(self) -> str | None:
-        with self._lock:
-            if self.rate <= 0 or self._rng.random() >= self.rate:
-                return None
-            return self._rng.choice(self.kinds)
+def _host_name(value: str) -> str:
+    """The host of a Host header (``name:port``, ``[v6]:port``), lower-case, without a final
+    dot."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    if value.count(":") == 1:
+        value = value.partition(":")[0]
+    return value.rstrip(".")
 
 
-class _PartSink:
-    """Receives one part's data: hashes it, writes files to disk, keeps small values."""
+class _ClientErrorLog(logging.Handler):
+    """aiohttp's log of failed requests: client mistakes (bad framing, early disconnects) are
+    one line on stderr with ``verbose``, nothing otherwise; anything else is a bug and is
+    printed with its traceback."""
 
-    def __init__(self, part: ReceivedPart, directory: str | None, server: UploadServer) -> None:
-        self.part = part
-        self.hash = hashlib.sha256()
-        self.file: BinaryIO | None = None
-        self.value = bytearray()
-        if part.filename is not None and directory is not None:
-            self.path = server.reserve_path(part.filename)
-            self.file = open(self.path, "wb")  # noqa: SIM115 - closed in finish()
-            part.stored_as = os.path.basename(self.path)
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
 
-    def write(self, data: bytes) -> None:
-        self.hash.update(data)
-        self.part.size += len(data)
-        if self.file is not None:
-            self.file.write(data)
-        elif self.part.filename is None and len(self.value) <= ECHO_MAX:
-            self.value += data
-
-    def finish(self) -> None:
-        self.part.sha256 = self.hash.hexdigest()
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-        if self.part.filename is None and len(self.value) <= ECHO_MAX:
-            self.part.value = self.value.decode("utf-8", "replace")
-
-    def abort(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-
-
-class _FormReceiver:
-    """Drives python-multipart's streaming parser and collects the parts."""
-
-    def __init__(self, boundary: bytes, directory: str | None, server: UploadServer) -> None:
-        self.parts: list[ReceivedPart] = []
-        self.directory = directory
-        self.server = server
-        self.sink: _PartSink | None = None
-        self.headers: dict[str, str] = {}
-        self.field = bytearray()
-        self.value = bytearray()
-        self.finished = False
-        callbacks = {
-            "on_part_begin": self.on_part_begin,
-            "on_part_data": self.on_part_data,
-            "on_part_end": self.on_part_end,
-            "on_header_field": self.on_header_field,
-            "on_header_value": self.on_header_value,
-            "on_header_end": self.on_header_end,
-            "on_headers_finished": self.on_headers_finished,
-            "on_end": self.on_end,
-        }
-        self.parser = python_multipart.MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
-
-    def on_part_begin(self) -> None:
-        self.headers = {}
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self.field += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self.value += data[start:end]
-
-    def on_header_end(self) -> None:
-        self.headers[self.field.decode("latin-1").lower()] = self.value.decode("utf-8", "replace")
-        self.field.clear()
-        self.value.clear()
-
-    def on_headers_finished(self) -> None:
-        _, params = parse_options_header(self.headers.get("content-disposition", ""))
-        name = params.get(b"name", b"").decode("utf-8", "replace")
-        raw_filename = params.get(b"filename")
-        filename = None if raw_filename is None else raw_filename.decode("utf-8", "replace")
-        part = ReceivedPart(name, filename, self.headers.get("content-type"))
-        self.parts.append(part)
-        self.sink = _PartSink(part, self.directory, self.server)
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        assert self.sink is not None
-        self.sink.write(data[start:end])
-
-    def on_part_end(self) -> None:
-        if self.sink is not None:
-            self.sink.finish()
-            self.sink = None
-
-    def on_end(self) -> None:
-        self.finished = True
-
-    def abort(self) -> None:
-        if self.sink is not None:
-            self.sink.abort()
-            self.sink = None
-
-
-class _BodyError(Exception):
-    pass
-
-
-class _UploadHandler(BaseHTTPRequestHandler):
-    server: UploadServer
-    protocol_version = "HTTP/1.1"
-    server_version = "poster-rs-serve"
-    # The reply's header and body go out in separate writes; with Nagle on, the second waits
-    # for the client's delayed ACK (40 ms) on every keep-alive request.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    def _reply(
-        self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
-    ) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _answer_early(
-        self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
-    ) -> None:
-        """Replies before reading the body, then closes without a reset: the client may still
-        be sending, and closing with unread input would reset the connection and could destroy
-        the reply before the client reads it."""
-        self.close_connection = True
-        self._drain = True
-        self._reply(status, payload, {**(extra or {}), "Connection": "close"})
-
-    def finish(self) -> None:
-        super().finish()
-        if getattr(self, "_drain", False):
-            try:
-                self.connection.shutdown(socket.SHUT_WR)
-                self.connection.settimeout(0.2)
-                deadline = time.monotonic() + 2.0
-                while time.monotonic() < deadline and self.connection.recv(1 << 16):
-                    pass
-            except OSError:
-                pass
-
-    def _declared_length(self) -> int | None:
-        value = self.headers.get("Content-Length")
-        return None if value is None else int(value)
-
-    def handle_expect_100(self) -> bool:
-        length = self._declared_length()
-        limit = self.server.max_body
-        if limit is not None and length is not None and length > limit:
-            self._answer_early(
-                413, {"error": f"body of {length} bytes is over the {limit}-byte limit"}
-            )
-            return False
-        return super().handle_expect_100()
-
-    def do_GET(self) -> None:
-        self._reply(200, {"server": "poster-rs serve", "received": self.server.received_count})
-
-    def do_PUT(self) -> None:
-        self.do_POST()
-
-    def _body_chunks(self) -> Any:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            while True:
-                line = self.rfile.readline(1024)
-                if not line:
-                    raise _BodyError("connection closed inside a chunked body")
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return
-                left = size
-                while left:
-                    data = self.rfile.read(min(left, READ_SIZE))
-                    if not data:
-                        raise _BodyError("connection closed inside a chunk")
-                    left -= len(data)
-                    yield data
-                self.rfile.readline(1024)
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if (
+            exc is None
+            or isinstance(exc, (*_CLIENT_GONE, web.HTTPException, OSError))
+            or (type(exc).__module__.startswith("aiohttp.http_exceptions"))
+        ):
+            if self.verbose:
+                detail = f": {str(exc).strip().splitlines()[0]}" if exc is not None else ""
+                print(f"poster-rs serve: {record.getMessage()}{detail}", file=sys.stderr)
             return
-        length = self._declared_length()
-        if length is None:
-            raise _BodyError("no Content-Length and not chunked")
-        left = length
-        while left:
-            data = self.rfile.read(min(left, READ_SIZE))
-            if not data:
-                raise _BodyError(f"connection closed with {left} of {length} body bytes unread")
-            left -= len(data)
-            yield data
-
-    def do_POST(self) -> None:
-        server = self.server
-        fault = server.faults.draw() if server.faults is not None else None
-        if fault == "503":
-            self._answer_early(503, {"error": "injected failure"})
-            return
-        if fault == "429":
-            retry_after = str(server.faults.retry_after)  # type: ignore[union-attr]
-            self._answer_early(429, {"error": "injected rate limit"}, {"Retry-After": retry_after})
-            return
-        length = self._declared_length()
-        if server.max_body is not None and length is not None and length > server.max_body:
-            self._answer_early(413, {"error": "body too large"})
-            return
-        content_type, params = parse_options_header(self.headers.get("Content-Type", ""))
-        if content_type != b"multipart/form-data" or b"boundary" not in params:
-            self._answer_early(415, {"error": "expected multipart/form-data with a boundary"})
-            return
-        receiver = _FormReceiver(params[b"boundary"], server.directory, server)
-        received = 0
-        started = time.perf_counter()
-        try:
-            for chunk in self._body_chunks():
-                received += len(chunk)
-                if fault == "reset" and received >= max((length or 0) // 2, 1):
-                    receiver.abort()
-                    self._reset()
-                    return
-                receiver.parser.write(chunk)
-            receiver.parser.finalize()
-        except (_BodyError, ValueError, python_multipart.exceptions.ParseError, OSError) as exc:
-            receiver.abort()
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self._reply(400, {"error": f"bad upload: {exc}"}, {"Connection": "close"})
-            return
-        if not receiver.finished:
-            receiver.abort()
-            self.close_connection = True
-            self._reply(400, {"error": "multipart body ended before its closing delimiter"})
-            return
-        elapsed = time.perf_counter() - started
-        parts = [p.as_dict() for p in receiver.parts]
-        server.record(self.path, parts, received)
-        if server.print_parts:
-            lines = "\n".join(_describe(part) for part in parts)
-            with server.print_lock:  # one request's lines stay together
-                print(lines, flush=True)
-        self._reply(200, {"path": self.path, "bytes": received, "seconds": elapsed, "parts": parts})
-
-    def _reset(self) -> None:
-        """Drops the connection with a TCP reset, as a crashing proxy would."""
-        self.close_connection = True
-        try:
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-            )
-            self.connection.close()
-        except OSError:
-            pass
+        print(logging.Formatter().format(record), file=sys.stderr, flush=True)
 
 
-def _describe(part: dict[str, Any]) -> str:
-    what = f"file {part['filename']!r}" if part["filename"] is not None else "field"
-    return f"{part['name']!r}: {what}, {part['size']} bytes, sha256 {part['sha256']}"
+class _ListeningSite(web.BaseSite):
+    """Serves on a socket bound beforehand; past ``max_connections`` open connections a new one
+    is answered 503 and closed at once, so no client can exhaust descriptors or memory."""
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, max_connections: int) -> None:
+        super().__init__(runner)
+        self._sock = sock
+        self._max_connections = max_connections
+
+    @property
+    def name(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        limit = self._max_connections
+
+        def protocol() -> asyncio.BaseProtocol:
+            if len(server.connections) >= limit:
+                return _Overloaded()
+            return server()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(protocol, sock=self._sock)
 
 
-class UploadServer(ThreadingHTTPServer):
-    """``poster-rs serve``: an HTTP server that accepts multipart uploads (POST or PUT), stores
-    file parts under ``directory`` (if given) and answers with JSON describing every part
-    (name, filename, size, SHA-256)."""
+class _Overloaded(asyncio.Protocol):
+    ANSWER = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b"Retry-After: 1\r\nConnection: close\r\nContent-Length: 34\r\n\r\n"
+        b'{"error": "too many connections"}\n'
+    )
 
-    daemon_threads = True
-    allow_reuse_address = True
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self.ANSWER)
+        transport.close()
+
+
+def _json(
+    status: int, payload: dict[str, Any], *, close: bool = False, **headers: str
+) -> web.Response:
+    response = web.Response(
+        status=status,
+        body=json.dumps(payload).encode("utf-8"),
+        content_type="application/json",
+        headers={key.replace("_", "-"): value for key, value in headers.items()},
+    )
+    if close:
+        # Refused before its body was read: the connection cannot carry another request.
+        response.force_close()
+    return response
+
+
+class UploadServer:
+    """An HTTP server that accepts multipart uploads (POST or PUT), stores file parts under
+    ``directory`` (if given) and answers with JSON describing every part.
+
+    The socket is bound by the constructor (``OSError`` if it cannot be); ``start()`` serves in
+    a background thread (also as a context manager), ``serve_forever()`` in this one.
+
+    - ``max_body``: bodies over this many bytes are refused with 413 (before reading when the
+      Content-Length says so, as soon as it is passed for a chunked body); nothing is stored.
+    - ``max_parts``, ``max_part_header``: parts per request, bytes of header lines per part
+      (413 past either).
+    - ``token``: requests must carry ``Authorization: Bearer <token>`` (401 otherwise).
+    - ``allow_hosts``: the names the Host header (and an Origin header, if sent) may carry
+      (403 otherwise); bound to a loopback address, the default is localhost, 127.0.0.1 and ::1.
+    - ``header_timeout``: seconds a client has to send its request head, from connecting or
+      from its previous answer; ``read_timeout``: seconds a body may send nothing.
+    - ``max_connections``: open connections at once; ``max_uploads``: bodies being received at
+      once (a further upload waits up to ``read_timeout``, then gets 503).
+    """
 
     def __init__(
         self,
@@ -382,76 +174,313 @@ class UploadServer(ThreadingHTTPServer):
         directory: str | os.PathLike[str] | None = None,
         *,
         max_body: int | None = None,
-        faults: FaultPlan | None = None,
+        max_parts: int = FormLimits.max_parts,
+        max_part_header: int = FormLimits.max_part_header,
+        token: str | None = None,
+        allow_hosts: Iterable[str] | None = None,
+        header_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_connections: int = 512,
+        max_uploads: int = 32,
+        backlog: int = 512,
         print_parts: bool = False,
         verbose: bool = False,
     ) -> None:
-        self.directory = None if directory is None else os.fspath(directory)
-        if self.directory is not None:
-            os.makedirs(self.directory, exist_ok=True)
         self.max_body = max_body
-        self.faults = faults
+        self.limits = FormLimits(max_parts=max_parts, max_part_header=max_part_header)
+        self.token = token
+        self.header_timeout = header_timeout
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self.max_uploads = max_uploads
         self.print_parts = print_parts
         self.verbose = verbose
-        self._lock = threading.Lock()
-        self.print_lock = threading.Lock()
-        self.received: list[dict[str, Any]] = []
-        self._names: set[str] = set()
+        self.received_count = 0  # uploads answered 200
+        self.bytes_received = 0
+        self._print_lock = threading.Lock()
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        self.socket = socket.create_server((host, port), family=family, backlog=backlog)
+        self.socket.setblocking(False)
+        bound = self.socket.getsockname()[0]
+        if allow_hosts is not None:
+            self.allow_hosts: frozenset[str] | None = frozenset(_host_name(h) for h in allow_hosts)
+        elif _is_loopback(bound):
+            self.allow_hosts = frozenset(LOOPBACK_NAMES)
+        else:
+            self.allow_hosts = None
+        if not _is_loopback(bound) and token is None:
+            print(
+                f"WARNING: poster-rs serve is listening on {bound} without a token: anyone who "
+                f"can reach port {self.socket.getsockname()[1]} can upload"
+                + (" and store files" if directory is not None else "")
+                + ". Use --token (and --allow-host).",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.store = None if directory is None else UploadDirectory(directory)
+        self.directory = None if self.store is None else self.store.path
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(max_uploads, 8), thread_name_prefix="poster-rs-serve-io"
+        )
+        self._uploads: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
-        super().__init__((host, port), _UploadHandler)
+        self._closed = False
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        host, port = self.socket.getsockname()[:2]
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
-    @property
-    def received_count(self) -> int:
-        with self._lock:
-            return len(self.received)
+    # --- running ----------------------------------------------------------------------------
 
-    def record(self, path: str, parts: list[dict[str, Any]], size: int) -> None:
-        with self._lock:
-            self.received.append({"path": path, "bytes": size, "parts": parts})
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle, expect_handler=self._expect)
+        return app
 
-    def reserve_path(self, filename: str) -> str:
-        """A new path under the directory for ``filename``: sanitised, never overwriting."""
-        assert self.directory is not None
-        base = safe_filename(filename)
-        stem, dot, ext = base.rpartition(".")
-        if not dot:
-            stem, ext = base, ""
-        with self._lock:
-            candidate = base
-            counter = 1
-            while candidate in self._names or os.path.exists(
-                os.path.join(self.directory, candidate)
-            ):
-                candidate = f"{stem}-{counter}.{ext}" if ext else f"{stem}-{counter}"
-                counter += 1
-            self._names.add(candidate)
-        path = os.path.join(self.directory, candidate)
-        real_dir = os.path.realpath(self.directory)
-        if os.path.dirname(os.path.realpath(path)) != real_dir:
-            raise ValueError(f"refusing to store {filename!r} outside {self.directory}")
-        return path
+    async def _serve(self, ready: threading.Event | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._uploads = asyncio.Semaphore(self.max_uploads)
+        log = logging.getLogger(f"poster_rs.serve.{id(self)}")
+        log.propagate = False
+        log.addHandler(_ClientErrorLog(self.verbose))
+        access = logging.getLogger(f"poster_rs.serve.access.{id(self)}")
+        access.propagate = False
+        if self.verbose:
+            access.addHandler(logging.StreamHandler(sys.stderr))
+            access.setLevel(logging.INFO)
+        runner = web.AppRunner(
+            self._app(),
+            handle_signals=False,
+            logger=log,
+            access_log=access if self.verbose else None,
+            # The idle timeout between requests also bounds the time to send a request head,
+            # from the moment of connecting: a slowloris client is dropped after it.
+            keepalive_timeout=self.header_timeout,
+            # Seconds spent reading and discarding the rest of a refused body, so that the
+            # answer is read before the connection closes.
+            lingering_time=2.0,
+            read_bufsize=4 * BLOCK,
+        )
+        await runner.setup()
+        try:
+            await _ListeningSite(runner, self.socket, self.max_connections).start()
+            if ready is not None:
+                ready.set()
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+            for handler in log.handlers + access.handlers:
+                log.removeHandler(handler)
+                access.removeHandler(handler)
 
     def start(self) -> UploadServer:
-        """Serves in a background thread; returns self."""
-        self._thread = threading.Thread(
-            target=self.serve_forever, name="poster-rs-serve", daemon=True
-        )
+        """Serves in a background thread; returns self once it accepts connections."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(self._serve(ready))
+            except BaseException as exc:  # reported by start() or stop()
+                failure.append(exc)
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="poster-rs-serve", daemon=True)
         self._thread.start()
+        if not ready.wait(30) or failure:
+            self.stop()
+            raise RuntimeError(f"poster-rs serve did not start: {failure[:1]}")
         return self
 
+    def serve_forever(self) -> None:
+        """Serves in this thread until ``stop()`` is called from another one (or Ctrl-C)."""
+        try:
+            asyncio.run(self._serve(None))
+        finally:
+            self.close()
+
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        if self._thread is not None:
+        """Stops serving (waiting up to 10 s for the server thread) and releases everything."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop has just finished
+                loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.socket.close()
+        self._pool.shutdown(wait=True)
+        if self.store is not None:
+            self.store.close()
 
     def __enter__(self) -> UploadServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    # --- hooks (a test server adds fault injection and a log of requests with these) ---------
+
+    def record(self, path: str, parts: list[dict[str, Any]], size: int) -> None:
+        """Called on the event loop for every upload answered 200: counts it, and prints its
+        parts when ``print_parts`` is set."""
+        self.received_count += 1
+        self.bytes_received += size
+        if self.print_parts:
+            lines = "\n".join(_describe(part) for part in parts)
+            with self._print_lock:
+                print(lines, flush=True)
+
+    async def body_chunks(self, request: web.Request) -> AsyncIterator[bytes]:
+        """The request body as it arrives; ``TimeoutError`` if it stalls for ``read_timeout``."""
+        content = request.content
+        while True:
+            async with asyncio.timeout(self.read_timeout):
+                chunk = await content.readany()
+            if not chunk:
+                return
+            yield chunk
+
+    async def handle_upload(self, request: web.Request) -> web.StreamResponse:
+        """Receives one upload that passed the checks made on its head."""
+        _, params = parse_options_header(request.headers.get("Content-Type", ""))
+        try:
+            receiver = FormReceiver(params[b"boundary"], self.store, self.limits)
+        except FormError as exc:
+            return _json(exc.status, {"error": exc.message}, close=True)
+        assert self._uploads is not None
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                await self._uploads.acquire()
+        except TimeoutError:
+            return _json(503, {"error": "too many uploads at once"}, close=True, Retry_After="1")
+        try:
+            return await self._receive(request, receiver)
+        finally:
+            self._uploads.release()
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def _refusal(self, request: web.BaseRequest) -> web.Response | None:
+        """The answer to a request refused on its head alone, or None."""
+        if self.allow_hosts is not None:
+            host = _host_name(request.headers.get("Host", ""))
+            if host not in self.allow_hosts:
+                return _json(403, {"error": f"Host {host!r} is not allowed"}, close=True)
+            origin = request.headers.get("Origin")
+            if origin is not None:
+                origin_host = urllib.parse.urlsplit(origin).hostname or origin
+                if _host_name(origin_host) not in self.allow_hosts:
+                    return _json(403, {"error": f"Origin {origin!r} is not allowed"}, close=True)
+        if self.token is not None:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode("utf-8", "replace"), self.token.encode("utf-8")
+            ):
+                return _json(
+                    401, {"error": "a valid bearer token is required"}, close=True,
+                    WWW_Authenticate='Bearer realm="poster-rs serve"',
+                )  # fmt: skip
+        if request.method in ("GET", "HEAD"):
+            return None
+        if request.method not in ("POST", "PUT"):
+            return _json(405, {"error": f"{request.method} is not allowed"}, close=True,
+                         Allow="GET, HEAD, POST, PUT")  # fmt: skip
+        length = request.content_length
+        if self.max_body is not None and length is not None and length > self.max_body:
+            return _json(
+                413, {"error": f"body too large: {length} bytes, over the {self.max_body}-byte"
+                      " limit"}, close=True,
+            )  # fmt: skip
+        content_type, params = parse_options_header(request.headers.get("Content-Type", ""))
+        if content_type != b"multipart/form-data" or b"boundary" not in params:
+            return _json(415, {"error": "expected multipart/form-data with a boundary"}, close=True)
+        return None
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: a request that would be refused is refused before its body
+        is sent; otherwise the client is told to go on."""
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return _json(417, {"error": "only Expect: 100-continue is understood"}, close=True)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        if request.method in ("GET", "HEAD"):
+            return _json(200, {"server": "poster-rs serve", "received": self.received_count})
+        return await self.handle_upload(request)
+
+    async def _receive(self, request: web.Request, receiver: FormReceiver) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        received = 0
+        writing: asyncio.Future[None] | None = None
+        try:
+            async for chunk in self.body_chunks(request):
+                received += len(chunk)
+                if self.max_body is not None and received > self.max_body:
+                    raise FormError(413, f"body too large: over the {self.max_body}-byte limit")
+                receiver.feed(chunk)
+                if receiver.pending >= BLOCK:
+                    # One batch in a worker at a time: its writes stay in order, and reading
+                    # the next batch overlaps with them.
+                    if writing is not None:
+                        await writing
+                    writing = loop.run_in_executor(self._pool, receiver.apply, receiver.take_work())
+            receiver.finalize()
+            if writing is not None:
+                await writing
+            writing = loop.run_in_executor(self._pool, receiver.apply, receiver.take_work())
+            await writing
+        except FormError as exc:
+            await self._abort(receiver, writing)
+            return _json(exc.status, {"error": exc.message}, close=True)
+        except TimeoutError:
+            await self._abort(receiver, writing)
+            return _json(408, {"error": f"no body data for {self.read_timeout} s"}, close=True)
+        except _CLIENT_GONE:
+            await self._abort(receiver, writing)
+            raise  # aiohttp drops the connection quietly
+        except OSError as exc:  # the file system: full, read-only, ...
+            await self._abort(receiver, writing)
+            return _json(507, {"error": f"cannot store the upload: {exc}"}, close=True)
+        except BaseException:
+            # Cancelled (the server is stopping) or a bug: still leave no partial file.
+            if writing is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(writing)
+            receiver.abort()
+            raise
+        elapsed = time.perf_counter() - started
+        parts = [part.as_dict() for part in receiver.parts]
+        self.record(request.path_qs, parts, received)
+        return _json(
+            200, {"path": request.path_qs, "bytes": received, "seconds": elapsed, "parts": parts}
+        )
+
+    async def _abort(self, receiver: FormReceiver, writing: asyncio.Future[None] | None) -> None:
+        if writing is not None:
+            with contextlib.suppress(Exception):
+                await writing
+        await asyncio.get_running_loop().run_in_executor(self._pool, receiver.abort)
+
+
+def _describe(part: dict[str, Any]) -> str:
+    what = f"file {part['filename']!r}" if part["filename"] is not None else "field"
+    return f"{part['name']!r}: {what}, {part['size']} bytes, sha256 {part['sha256']}"

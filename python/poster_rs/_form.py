@@ -1,0 +1,351 @@
+"""Receiving one multipart/form-data body for ``poster-rs serve``.
+
+python-multipart finds the parts as the body streams in; this module names them as RFC 7578
+says (UTF-8, ``filename*``/``name*`` accepted), enforces the per-request limits (parts, bytes of
+part headers) and hands the data, in blocks of about a megabyte, to ``apply`` - which hashes and
+stores it and is meant to run in a worker thread, off the event loop. Nothing here outlives
+the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+import python_multipart
+
+from ._store import UploadDirectory
+
+__all__ = ["FormError", "FormLimits", "FormReceiver", "ReceivedPart", "parse_disposition"]
+
+#: Text fields up to this size are echoed back in the answer (as ``value``).
+ECHO_MAX = 4096
+#: Data queued for a worker thread before it is handed over: large writes, few thread switches.
+BLOCK = 1 << 20
+#: Longest boundary accepted (RFC 2046 allows 70 characters).
+BOUNDARY_MAX = 200
+
+
+class FormError(Exception):
+    """The body breaks a rule of the server's: answered with ``status`` and ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FormLimits:
+    max_parts: int = 10_000
+    #: Bytes of header lines in one part (names and values together).
+    max_part_header: int = 16 << 10
+
+
+@dataclass
+class ReceivedPart:
+    """What the server saw of one part (its entry in the JSON answer)."""
+
+    name: str
+    filename: str | None
+    content_type: str | None
+    size: int = 0
+    sha256: str = ""
+    stored_as: str | None = None
+    value: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "sha256": self.sha256,
+        }
+        if self.stored_as is not None:
+            out["stored_as"] = self.stored_as
+        if self.value is not None:
+            out["value"] = self.value
+        return out
+
+
+def _decode_utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormError(400, f"the part's {what} is not UTF-8 (RFC 7578 section 5.1)") from None
+
+
+def _extended_value(raw: bytes, key: str) -> str:
+    """An RFC 8187 ``charset'language'percent-encoded`` value (``filename*=utf-8''...``)."""
+    charset, quote1, rest = raw.partition(b"'")
+    _language, quote2, encoded = rest.partition(b"'")
+    if not (quote1 and quote2):
+        raise FormError(400, f"malformed {key}* parameter in Content-Disposition")
+    codec = charset.decode("ascii", "replace").lower()
+    if codec not in ("utf-8", "iso-8859-1"):
+        raise FormError(400, f"{key}* uses charset {codec!r}: only UTF-8 and ISO-8859-1 are read")
+    data = urllib.parse.unquote_to_bytes(encoded)
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        raise FormError(400, f"{key}* is not valid {codec}") from None
+
+
+def _split_params(raw: bytes) -> list[tuple[str, bytes, bool]]:
+    """``(key, value, quoted)`` for each ``; key=value`` after the disposition type; ``;``
+    inside a quoted string does not split."""
+    out: list[tuple[str, bytes, bool]] = []
+    pos = raw.find(b";")
+    while 0 <= pos < len(raw):
+        pos += 1
+        equals = raw.find(b"=", pos)
+        semicolon = raw.find(b";", pos)
+        if equals < 0 or 0 <= semicolon < equals:
+            pos = semicolon  # a parameter without a value: skipped
+            continue
+        key = raw[pos:equals].strip().lower().decode("latin-1")
+        pos = equals + 1
+        while pos < len(raw) and raw[pos] in b" \t":
+            pos += 1
+        if raw[pos : pos + 1] == b'"':
+            value = bytearray()
+            pos += 1
+            while pos < len(raw) and raw[pos] != 0x22:  # '"'
+                # Only \\ and \" are escapes: browsers send other backslashes as they are.
+                if raw[pos] == 0x5C and raw[pos + 1 : pos + 2] in (b"\\", b'"'):
+                    pos += 1
+                value.append(raw[pos])
+                pos += 1
+            out.append((key, bytes(value), True))
+            pos = raw.find(b";", pos)
+        else:
+            semicolon = raw.find(b";", pos)
+            end = len(raw) if semicolon < 0 else semicolon
+            out.append((key, raw[pos:end].strip(), False))
+            pos = semicolon
+    return out
+
+
+def parse_disposition(raw: bytes) -> dict[str, str]:
+    """The parameters of a part's ``Content-Disposition`` (``name``, ``filename``, ...), decoded:
+    UTF-8 as RFC 7578 says, and ``name*``/``filename*`` (RFC 8187) taking precedence over the
+    plain forms. A parameter given twice is an error: two parsers could pick different ones."""
+    plain: dict[str, str] = {}
+    extended: dict[str, str] = {}
+    for key, value, quoted in _split_params(raw):
+        if key.endswith("*"):
+            base = key[:-1]
+            if base in extended:
+                raise FormError(400, f"{key} given twice in Content-Disposition")
+            extended[base] = _extended_value(value, base)
+            continue
+        if key in plain:
+            raise FormError(400, f"{key} given twice in Content-Disposition")
+        text = _decode_utf8(value, key)
+        # A full Windows path (old Internet Explorer sent those): keep its last component, as
+        # python-multipart and werkzeug do.
+        if key == "filename" and quoted and (text[1:3] == ":\\" or text[:2] == "\\\\"):
+            text = text.rsplit("\\", 1)[-1]
+        plain[key] = text
+    return {**plain, **extended}
+
+
+@dataclass
+class _PartState:
+    """A part being received: lives in the worker thread's hands until the part ends."""
+
+    info: ReceivedPart
+    hash: Any = field(default_factory=hashlib.sha256)
+    fd: int = -1
+    value: bytearray | None = field(default_factory=bytearray)
+
+
+#: Work for the worker thread, in order: ("begin", part) / ("data", part, data) / ("end", part).
+Work = list[tuple[Any, ...]]
+
+
+class FormReceiver:
+    """One request body: ``feed`` it chunks (on the event loop: parsing only), run each
+    ``take_work()`` batch through ``apply`` in a worker thread, one batch at a time, and call
+    ``abort`` (also in a worker) if the request fails, to close and remove its files."""
+
+    def __init__(self, boundary: bytes, store: UploadDirectory | None, limits: FormLimits) -> None:
+        if not 0 < len(boundary) <= BOUNDARY_MAX:
+            raise FormError(400, f"the multipart boundary must be 1 to {BOUNDARY_MAX} bytes")
+        self.store = store
+        self.limits = limits
+        self.parts: list[ReceivedPart] = []
+        self.finished = False
+        self.pending = 0  # data bytes in ``work``
+        self.work: Work = []
+        self._part: _PartState | None = None
+        self._header_bytes = 0
+        self._headers: dict[str, bytes] = {}
+        self._field = bytearray()
+        self._value = bytearray()
+        self._created: list[str] = []  # stored names, for abort()
+        self._open: list[_PartState] = []
+        callbacks = {
+            "on_part_begin": self._on_part_begin,
+            "on_part_data": self._on_part_data,
+            "on_part_end": self._on_part_end,
+            "on_header_field": self._on_header_field,
+            "on_header_value": self._on_header_value,
+            "on_header_end": self._on_header_end,
+            "on_headers_finished": self._on_headers_finished,
+            "on_end": self._on_end,
+        }
+        self._parser = python_multipart.MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+
+    # --- on the event loop --------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> None:
+        try:
+            self._parser.write(chunk)
+        except python_multipart.exceptions.ParseError as exc:
+            raise FormError(400, f"malformed multipart body: {exc}") from None
+
+    def finalize(self) -> None:
+        self.feed(b"")
+        self._parser.finalize()
+        if not self.finished:
+            raise FormError(400, "multipart body ended before its closing delimiter")
+
+    def take_work(self) -> Work:
+        work, self.work, self.pending = self.work, [], 0
+        return work
+
+    def _on_part_begin(self) -> None:
+        if len(self.parts) >= self.limits.max_parts:
+            raise FormError(413, f"more than {self.limits.max_parts} parts in one request")
+        self._headers = {}
+        self._header_bytes = 0
+
+    def _count_header(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self.limits.max_part_header:
+            raise FormError(
+                413, f"a part's headers are over the {self.limits.max_part_header}-byte limit"
+            )
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
+        self._field += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
+        self._value += data[start:end]
+
+    def _on_header_end(self) -> None:
+        name = self._field.decode("latin-1").strip().lower()
+        if name in self._headers and name == "content-disposition":
+            raise FormError(400, "a part has two Content-Disposition headers")
+        self._headers[name] = bytes(self._value).strip()
+        self._field.clear()
+        self._value.clear()
+
+    def _on_headers_finished(self) -> None:
+        params = parse_disposition(self._headers.get("content-disposition", b""))
+        content_type = self._headers.get("content-type")
+        info = ReceivedPart(
+            params.get("name", ""),
+            params.get("filename"),
+            None if content_type is None else content_type.decode("utf-8", "replace"),
+        )
+        self.parts.append(info)
+        self._part = _PartState(info)
+        self.work.append(("begin", self._part))
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        assert self._part is not None
+        # The chunk is immutable bytes: a view of it is safe to hand to the worker uncopied.
+        piece = memoryview(data)[start:end] if isinstance(data, bytes) else bytes(data[start:end])
+        self.work.append(("data", self._part, piece))
+        self.pending += end - start
+
+    def _on_part_end(self) -> None:
+        if self._part is not None:
+            self.work.append(("end", self._part))
+            self._part = None
+
+    def _on_end(self) -> None:
+        self.finished = True
+
+    # --- in a worker thread -------------------------------------------------------------------
+
+    def apply(self, work: Work) -> None:
+        """Hashes and stores one batch; consecutive data of a file goes out in one ``writev``."""
+        index = 0
+        while index < len(work):
+            kind, part = work[index][0], work[index][1]
+            if kind == "data":
+                pieces = []
+                while index < len(work) and work[index][0] == "data" and work[index][1] is part:
+                    pieces.append(work[index][2])
+                    index += 1
+                self._write(part, pieces)
+                continue
+            if kind == "begin":
+                self._begin(part)
+            else:
+                self._end(part)
+            index += 1
+
+    def _begin(self, part: _PartState) -> None:
+        if part.info.filename is not None and self.store is not None:
+            name, part.fd = self.store.create(part.info.filename)
+            part.info.stored_as = name
+            part.value = None
+            self._created.append(name)
+            self._open.append(part)
+
+    def _write(self, part: _PartState, pieces: list[memoryview | bytes]) -> None:
+        for piece in pieces:
+            part.hash.update(piece)
+            part.info.size += len(piece)
+        if part.fd >= 0:
+            _write_all(part.fd, pieces)
+        elif part.value is not None:
+            if part.info.filename is None and part.info.size <= ECHO_MAX:
+                for piece in pieces:
+                    part.value += piece
+            else:
+                part.value = None
+
+    def _end(self, part: _PartState) -> None:
+        part.info.sha256 = part.hash.hexdigest()
+        if part.fd >= 0:
+            os.close(part.fd)
+            part.fd = -1
+            self._open.remove(part)
+        if part.value is not None and part.info.filename is None:
+            part.info.value = part.value.decode("utf-8", "replace")
+        part.value = None
+
+    def abort(self) -> None:
+        """Closes and removes every file this request created: an upload that failed leaves
+        nothing behind."""
+        for part in self._open:
+            os.close(part.fd)
+            part.fd = -1
+        self._open.clear()
+        if self.store is not None:
+            for name in self._created:
+                self.store.remove(name)
+        self._created.clear()
+
+
+def _write_all(fd: int, pieces: list[memoryview | bytes]) -> None:
+    views = [memoryview(p) for p in pieces]
+    while views:
+        # IOV_MAX is 1024 on Linux.
+        written = os.writev(fd, views[:1024])
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
