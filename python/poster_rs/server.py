@@ -304,14 +304,19 @@ class UploadServer:
             self.close()
 
     def stop(self) -> None:
-        """Stops serving (waiting up to 10 s for the server thread) and releases everything."""
+        """Stops serving and releases everything. Called for a background server (``start``),
+        it waits up to 10 s for its thread; for ``serve_forever`` in another thread, it tells
+        that loop to finish (which then releases everything itself)."""
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop has just finished
                 loop.call_soon_threadsafe(stop.set)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
-        self.close()
+        if self._thread is not None:
+            if self._thread is not threading.current_thread():
+                self._thread.join(timeout=10)
+            self.close()
+        elif loop is None:
+            self.close()  # never served
 
     def close(self) -> None:
         if self._closed:
