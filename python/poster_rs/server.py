@@ -40,7 +40,7 @@ from python_multipart.multipart import parse_options_header
 from ._form import BLOCK, FormError, FormLimits, FormReceiver, ReceivedPart
 from ._store import UploadDirectory, safe_filename
 
-__all__ = ["ReceivedPart", "UploadServer", "safe_filename"]
+__all__ = ["ReceivedPart", "UploadServer", "exposure_warning", "safe_filename"]
 
 #: Names a server bound to a loopback address answers to unless told otherwise: a Host header
 #: naming anything else is a DNS-rebinding attempt.
@@ -65,6 +65,17 @@ def _host_name(value: str) -> str:
     if value.count(":") == 1:
         value = value.partition(":")[0]
     return value.rstrip(".")
+
+
+def exposure_warning(host: str, port: int, *, token: str | None, storing: bool) -> str | None:
+    """The warning printed when the server listens beyond loopback without a token."""
+    if _is_loopback(host) or token is not None:
+        return None
+    return (
+        f"WARNING: poster-rs serve is listening on {host} port {port} without a token: anyone "
+        f"who can reach it can upload{' and store files' if storing else ''}. "
+        "Use --token (and --allow-host)."
+    )
 
 
 class _ClientErrorLog(logging.Handler):
@@ -208,15 +219,11 @@ class UploadServer:
             self.allow_hosts = frozenset(LOOPBACK_NAMES)
         else:
             self.allow_hosts = None
-        if not _is_loopback(bound) and token is None:
-            print(
-                f"WARNING: poster-rs serve is listening on {bound} without a token: anyone who "
-                f"can reach port {self.socket.getsockname()[1]} can upload"
-                + (" and store files" if directory is not None else "")
-                + ". Use --token (and --allow-host).",
-                file=sys.stderr,
-                flush=True,
-            )
+        warning = exposure_warning(
+            bound, self.socket.getsockname()[1], token=token, storing=directory is not None
+        )
+        if warning is not None:
+            print(warning, file=sys.stderr, flush=True)
         self.store = None if directory is None else UploadDirectory(directory)
         self.directory = None if self.store is None else self.store.path
         self._pool = concurrent.futures.ThreadPoolExecutor(
