@@ -173,6 +173,34 @@ def test_slowloris_connections_do_not_stop_a_real_upload(store: Path, tmp_path: 
     assert (store / "real.bin").read_bytes() == data
 
 
+def test_a_head_dripped_byte_by_byte_is_cut_at_the_header_timeout(store: Path) -> None:
+    """Bytes that keep coming do not extend the time allowed for a request head."""
+    head_bytes = b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+    with serving(store, header_timeout=1.0) as server:
+        socks = [
+            socket.create_connection(("127.0.0.1", port_of(server)), timeout=TIMEOUT)
+            for _ in range(5)
+        ]
+        started = time.monotonic()
+        cut: dict[int, float] = {}
+        try:
+            for byte in range(len(head_bytes)):
+                for index, sock in enumerate(socks):
+                    if index not in cut:
+                        try:
+                            sock.send(head_bytes[byte : byte + 1])
+                        except OSError:
+                            cut[index] = time.monotonic() - started
+                if len(cut) == len(socks) or time.monotonic() - started > 8:
+                    break
+                time.sleep(0.1)
+        finally:
+            for sock in socks:
+                sock.close()
+    assert len(cut) == len(socks), "a dripping client was never cut off"
+    assert max(cut.values()) < 4
+
+
 def test_connections_past_the_cap_get_503(store: Path) -> None:
     with serving(store, max_connections=20, header_timeout=5) as server:
         held = [socket.create_connection(("127.0.0.1", port_of(server)), timeout=TIMEOUT)]

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .encode import MultipartParam, multipart_encode
@@ -27,6 +27,9 @@ from .streaminghttp import (
     StreamingHTTPRedirectHandler,
     StreamingHTTPSHandler,
 )
+
+if TYPE_CHECKING:
+    from .server import UploadServer
 
 # Exit statuses, following curl where it has one.
 EXIT_USAGE = 2
@@ -275,12 +278,24 @@ def cmd_post(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import UploadServer  # noqa: PLC0415 - aiohttp loads only for serving
+def _upload_server() -> type[UploadServer]:
+    """``poster_rs.server.UploadServer``, imported only by the commands that serve: it needs
+    aiohttp (the ``cli`` extra), which the library does not."""
+    try:
+        from .server import UploadServer  # noqa: PLC0415
+    except ImportError as exc:
+        raise SystemExit(
+            f"poster-rs: serving needs aiohttp ({exc}); install it with: "
+            "pip install 'poster-rs[cli]'"
+        ) from None
+    return UploadServer
 
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    server_class = _upload_server()
     token = args.token if args.token is not None else os.environ.get("POSTER_RS_SERVE_TOKEN")
     try:
-        server = UploadServer(
+        server = server_class(
             args.host,
             args.port,
             args.dir,
@@ -332,6 +347,7 @@ def _workdir(keep: bool) -> Iterator[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    server_class = _upload_server()
     with _workdir(args.keep) as work:
         sample = os.path.join(work, "sample.bin")
         print(f"Creating a {args.size:,}-byte sample file {sample} ...", flush=True)
@@ -339,9 +355,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         fields = {"title": "poster-rs demo", "note": "résumé ☃ — streamed from disk"}
         params = [MultipartParam(k, v) for k, v in fields.items()]
         params.append(MultipartParam.from_file("sample", sample))
-        from .server import UploadServer  # noqa: PLC0415 - aiohttp loads only for serving
-
-        with UploadServer("127.0.0.1", 0, os.path.join(work, "received")) as server:
+        with server_class("127.0.0.1", 0, os.path.join(work, "received")) as server:
             progress = _Progress(_show_progress(args.progress))
             stream, headers = multipart_encode(params, cb=progress.callback)
             progress.start(stream, params)

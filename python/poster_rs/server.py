@@ -251,14 +251,12 @@ class UploadServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._uploads = asyncio.Semaphore(self.max_uploads)
-        log = logging.getLogger(f"poster_rs.serve.{id(self)}")
-        log.propagate = False
+        # Loggers of this server only, not registered with logging (nothing outlives it).
+        log = logging.Logger("poster_rs.serve")
         log.addHandler(_ClientErrorLog(self.verbose))
-        access = logging.getLogger(f"poster_rs.serve.access.{id(self)}")
-        access.propagate = False
+        access = logging.Logger("poster_rs.serve.access", logging.INFO)
         if self.verbose:
             access.addHandler(logging.StreamHandler(sys.stderr))
-            access.setLevel(logging.INFO)
         runner = web.AppRunner(
             self._app(),
             handle_signals=False,
@@ -280,9 +278,6 @@ class UploadServer:
             await self._stop.wait()
         finally:
             await runner.cleanup()
-            for handler in log.handlers + access.handlers:
-                log.removeHandler(handler)
-                access.removeHandler(handler)
 
     def start(self) -> UploadServer:
         """Serves in a background thread; returns self once it accepts connections."""
