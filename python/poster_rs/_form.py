@@ -161,7 +161,8 @@ class _PartState:
     info: ReceivedPart
     hash: Any = field(default_factory=hashlib.sha256)
     fd: int = -1
-    value: bytearray | None = field(default_factory=bytearray)
+    #: A text field's first bytes, echoed back if the whole value fits in ECHO_MAX.
+    value: bytearray | None = None
 
 
 #: Work for the worker thread, in order: ("begin", part) / ("data", part, data) / ("end", part).
@@ -169,9 +170,10 @@ Work = list[tuple[Any, ...]]
 
 
 class FormReceiver:
-    """One request body: ``feed`` it chunks (on the event loop: parsing only), run each
-    ``take_work()`` batch through ``apply`` in a worker thread, one batch at a time, and call
-    ``abort`` (also in a worker) if the request fails, to close and remove its files."""
+    """One request body: ``feed`` it chunks (on the event loop: parsing only); run each
+    ``take_work()`` batch through ``digest`` and ``store_files`` in worker threads (the two may
+    run at the same time, but each finishes a batch before it gets the next); call ``abort``
+    (also off the loop) if the request fails, to close and remove its files."""
 
     def __init__(self, boundary: bytes, store: UploadDirectory | None, limits: FormLimits) -> None:
         if not 0 < len(boundary) <= BOUNDARY_MAX:
@@ -257,7 +259,7 @@ class FormReceiver:
             None if content_type is None else content_type.decode("utf-8", "replace"),
         )
         self.parts.append(info)
-        self._part = _PartState(info)
+        self._part = _PartState(info, value=bytearray() if info.filename is None else None)
         self.work.append(("begin", self._part))
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -275,56 +277,51 @@ class FormReceiver:
     def _on_end(self) -> None:
         self.finished = True
 
-    # --- in a worker thread -------------------------------------------------------------------
+    # --- in worker threads: ``digest`` and ``store`` of one batch may run at the same time ----
 
-    def apply(self, work: Work) -> None:
-        """Hashes and stores one batch; consecutive data of a file goes out in one ``writev``."""
+    def digest(self, work: Work) -> None:
+        """Sizes, SHA-256 digests and the values of short text fields, for one batch."""
+        for item in work:
+            kind, part = item[0], item[1]
+            if kind == "data":
+                piece = item[2]
+                part.hash.update(piece)
+                part.info.size += len(piece)
+                if part.value is not None:
+                    if part.info.size <= ECHO_MAX:
+                        part.value += piece
+                    else:
+                        part.value = None
+            elif kind == "end":
+                part.info.sha256 = part.hash.hexdigest()
+                if part.value is not None:
+                    part.info.value = part.value.decode("utf-8", "replace")
+                    part.value = None
+
+    def store_files(self, work: Work) -> None:
+        """Writes one batch's file data; consecutive pieces of a file go out in one ``writev``."""
+        if self.store is None:
+            return
         index = 0
         while index < len(work):
             kind, part = work[index][0], work[index][1]
+            index += 1
             if kind == "data":
-                pieces = []
+                pieces = [work[index - 1][2]]
                 while index < len(work) and work[index][0] == "data" and work[index][1] is part:
                     pieces.append(work[index][2])
                     index += 1
-                self._write(part, pieces)
-                continue
-            if kind == "begin":
-                self._begin(part)
-            else:
-                self._end(part)
-            index += 1
-
-    def _begin(self, part: _PartState) -> None:
-        if part.info.filename is not None and self.store is not None:
-            name, part.fd = self.store.create(part.info.filename)
-            part.info.stored_as = name
-            part.value = None
-            self._created.append(name)
-            self._open.append(part)
-
-    def _write(self, part: _PartState, pieces: list[memoryview | bytes]) -> None:
-        for piece in pieces:
-            part.hash.update(piece)
-            part.info.size += len(piece)
-        if part.fd >= 0:
-            _write_all(part.fd, pieces)
-        elif part.value is not None:
-            if part.info.filename is None and part.info.size <= ECHO_MAX:
-                for piece in pieces:
-                    part.value += piece
-            else:
-                part.value = None
-
-    def _end(self, part: _PartState) -> None:
-        part.info.sha256 = part.hash.hexdigest()
-        if part.fd >= 0:
-            os.close(part.fd)
-            part.fd = -1
-            self._open.remove(part)
-        if part.value is not None and part.info.filename is None:
-            part.info.value = part.value.decode("utf-8", "replace")
-        part.value = None
+                if part.fd >= 0:
+                    _write_all(part.fd, pieces)
+            elif kind == "begin" and part.info.filename is not None:
+                name, part.fd = self.store.create(part.info.filename)
+                part.info.stored_as = name
+                self._created.append(name)
+                self._open.append(part)
+            elif kind == "end" and part.fd >= 0:
+                os.close(part.fd)
+                part.fd = -1
+                self._open.remove(part)
 
     def abort(self) -> None:
         """Closes and removes every file this request created: an upload that failed leaves

@@ -351,11 +351,14 @@ class UploadServer:
         """The request body as it arrives; ``TimeoutError`` if it stalls for ``read_timeout``."""
         content = request.content
         while True:
+            # readchunk hands over the buffers aiohttp received one by one; readany would join
+            # whatever is waiting into a new bytes object, a copy of every byte.
             async with asyncio.timeout(self.read_timeout):
-                chunk = await content.readany()
-            if not chunk:
+                chunk, _ = await content.readchunk()
+            if chunk:
+                yield chunk
+            elif content.at_eof():
                 return
-            yield chunk
 
     async def handle_upload(self, request: web.Request) -> web.StreamResponse:
         """Receives one upload that passed the checks made on its head."""
@@ -434,10 +437,19 @@ class UploadServer:
         return await self.handle_upload(request)
 
     async def _receive(self, request: web.Request, receiver: FormReceiver) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         received = 0
-        writing: asyncio.Future[None] | None = None
+        # The batch being hashed and written (two workers side by side) while the next one is
+        # read and parsed; a batch is handed over only once the previous one is done.
+        batch: list[concurrent.futures.Future[None]] = []
+
+        def hand_over() -> list[concurrent.futures.Future[None]]:
+            work = receiver.take_work()
+            return [
+                self._pool.submit(receiver.digest, work),
+                self._pool.submit(receiver.store_files, work),
+            ]
+
         try:
             async for chunk in self.body_chunks(request):
                 received += len(chunk)
@@ -445,33 +457,28 @@ class UploadServer:
                     raise FormError(413, f"body too large: over the {self.max_body}-byte limit")
                 receiver.feed(chunk)
                 if receiver.pending >= BLOCK:
-                    # One batch in a worker at a time: its writes stay in order, and reading
-                    # the next batch overlaps with them.
-                    if writing is not None:
-                        await writing
-                    writing = loop.run_in_executor(self._pool, receiver.apply, receiver.take_work())
+                    await _finished(batch)
+                    batch = hand_over()
             receiver.finalize()
-            if writing is not None:
-                await writing
-            writing = loop.run_in_executor(self._pool, receiver.apply, receiver.take_work())
-            await writing
+            await _finished(batch)
+            batch = hand_over()
+            await _finished(batch)
         except FormError as exc:
-            await self._abort(receiver, writing)
+            await self._abort(receiver, batch)
             return _json(exc.status, {"error": exc.message}, close=True)
         except TimeoutError:
-            await self._abort(receiver, writing)
+            await self._abort(receiver, batch)
             return _json(408, {"error": f"no body data for {self.read_timeout} s"}, close=True)
         except _CLIENT_GONE:
-            await self._abort(receiver, writing)
+            await self._abort(receiver, batch)
             raise  # aiohttp drops the connection quietly
         except OSError as exc:  # the file system: full, read-only, ...
-            await self._abort(receiver, writing)
+            await self._abort(receiver, batch)
             return _json(507, {"error": f"cannot store the upload: {exc}"}, close=True)
         except BaseException:
-            # Cancelled (the server is stopping) or a bug: still leave no partial file.
-            if writing is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(writing)
+            # Cancelled (the server is stopping) or a bug: still leave no partial file, and
+            # close no descriptor a worker may still write to.
+            concurrent.futures.wait(batch)
             receiver.abort()
             raise
         elapsed = time.perf_counter() - started
@@ -481,11 +488,21 @@ class UploadServer:
             200, {"path": request.path_qs, "bytes": received, "seconds": elapsed, "parts": parts}
         )
 
-    async def _abort(self, receiver: FormReceiver, writing: asyncio.Future[None] | None) -> None:
-        if writing is not None:
-            with contextlib.suppress(Exception):
-                await writing
+    async def _abort(
+        self, receiver: FormReceiver, batch: list[concurrent.futures.Future[None]]
+    ) -> None:
+        """Removes a failed upload's files once no worker touches them any more."""
+        with contextlib.suppress(Exception):
+            await _finished(batch)
         await asyncio.get_running_loop().run_in_executor(self._pool, receiver.abort)
+
+
+async def _finished(batch: list[concurrent.futures.Future[None]]) -> None:
+    """Waits until every job of ``batch`` has ended, then raises the first failure."""
+    if batch:
+        await asyncio.wait([asyncio.wrap_future(job) for job in batch])
+        for job in batch:
+            job.result()
 
 
 def _describe(part: dict[str, Any]) -> str:
