@@ -224,6 +224,66 @@ def test_connections_past_the_cap_get_503(store: Path) -> None:
             time.sleep(0.05)
 
 
+def test_64_concurrent_uploads_none_reset(store: Path) -> None:
+    """The listen backlog is large enough for a burst of connections (with a backlog of 5, 20 to
+    39 % of 64 concurrent uploads were reset)."""
+    results: list[Any] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(64, timeout=TIMEOUT)
+
+    def upload(index: int) -> None:
+        try:
+            barrier.wait()
+            outcome: Any = post(server.url, [("f", (f"c{index}.bin", b"%d" % index * 1000))])[0]
+        except Exception as exc:
+            outcome = exc
+        with lock:
+            results.append(outcome)
+
+    with serving(store) as server:
+        threads = [threading.Thread(target=upload, args=(i,), daemon=True) for i in range(64)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert results == [200] * 64, [r for r in results if r != 200][:3]
+    assert len(files_under(store)) == 64
+
+
+def test_uploads_past_the_cap_wait_then_get_503(store: Path) -> None:
+    body, headers = form([("f", ("slow.bin", b"x" * 100_000))])
+    with serving(store, max_uploads=1, read_timeout=1.0) as server:
+        port = port_of(server)
+        request = head(port, headers["Content-Type"], f"Content-Length: {len(body)}\r\n")
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as first:
+            # The first upload holds the only slot, sending a byte every 0.2 s (never idle for
+            # the read timeout) until the second has been refused.
+            first.sendall(request + body[:1000])
+            refused = threading.Event()
+
+            def trickle() -> None:
+                for offset in range(1000, 1100):
+                    if refused.wait(0.2):
+                        return
+                    first.sendall(body[offset : offset + 1])
+
+            thread = threading.Thread(target=trickle, daemon=True)
+            thread.start()
+            time.sleep(0.2)
+            started = time.monotonic()
+            try:
+                second = exchange(port, request + body)
+            finally:
+                refused.set()
+                thread.join(5)
+            assert second.status == 503
+            assert 0.8 < time.monotonic() - started < 5
+            assert read_answer(first).status == 408  # it stalls from now on
+        assert post(server.url, [("f", ("after.bin", b"ok"))])[0] == 200
+    assert [p.name for p in files_under(store)] == ["after.bin"]
+
+
 def test_a_stalled_body_is_dropped_and_its_file_removed(store: Path) -> None:
     body, headers = form([("f", ("stall.bin", b"x" * MiB))])
     with serving(store, read_timeout=1.0) as server:
