@@ -381,6 +381,39 @@ def test_a_good_chunked_upload_is_stored(store: Path) -> None:
     assert (store / "c.bin").read_bytes() == data
 
 
+ODD_HEADERS = {
+    "utf-8 boundary": "Content-Type: multipart/form-data; boundary=日本\r\n".encode(),
+    "binary boundary": b"Content-Type: multipart/form-data; boundary=\xff\xfe\r\n",
+    "long boundary": b"Content-Type: multipart/form-data; boundary=" + b"b" * 300 + b"\r\n",
+    "empty boundary": b'Content-Type: multipart/form-data; boundary=""\r\n',
+    "no boundary": b"Content-Type: multipart/form-data\r\n",
+    "not a form": b"Content-Type: application/json\r\n",
+    "broken origin": b"Content-Type: multipart/form-data; boundary=b\r\nOrigin: http://[::1\r\n",
+    "binary origin": b"Content-Type: multipart/form-data; boundary=b\r\nOrigin: \xff\r\n",
+    "utf-8 host": b"Content-Type: multipart/form-data; boundary=b\r\nX-Pad: 1\r\n",
+    "expect other": b"Content-Type: multipart/form-data; boundary=b\r\nExpect: 200-ok\r\n",
+    "non-ASCII token": b"Content-Type: multipart/form-data; boundary=b\r\nX-Token: \xc3\xbc\r\n",
+}
+
+
+@pytest.mark.parametrize("headers", ODD_HEADERS.values(), ids=ODD_HEADERS.keys())
+def test_odd_header_values_get_a_4xx_never_a_crash(store: Path, headers: bytes) -> None:
+    body = b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--b--\r\n"
+    with serving(store, token="t") as server:
+        port = port_of(server)
+        host = "ホスト.example" if b"X-Pad" in headers else f"127.0.0.1:{port}"
+        token = "ü" if b"X-Token" in headers else "t"  # else past the token check
+        request = (
+            f"POST / HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n".encode()
+            + headers
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        answer = exchange(port, request)
+    assert 400 <= answer.status < 500, answer.body
+    assert files_under(store) == []
+
+
 # --- parts and part headers --------------------------------------------------------------------
 
 

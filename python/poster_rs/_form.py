@@ -176,8 +176,10 @@ class FormReceiver:
     (also off the loop) if the request fails, to close and remove its files."""
 
     def __init__(self, boundary: bytes, store: UploadDirectory | None, limits: FormLimits) -> None:
-        if not 0 < len(boundary) <= BOUNDARY_MAX:
-            raise FormError(400, f"the multipart boundary must be 1 to {BOUNDARY_MAX} bytes")
+        if not 0 < len(boundary) <= BOUNDARY_MAX or not boundary.isascii():
+            raise FormError(
+                400, f"the multipart boundary must be 1 to {BOUNDARY_MAX} ASCII characters"
+            )
         self.store = store
         self.limits = limits
         self.parts: list[ReceivedPart] = []

@@ -362,9 +362,10 @@ class UploadServer:
 
     async def handle_upload(self, request: web.Request) -> web.StreamResponse:
         """Receives one upload that passed the checks made on its head."""
-        _, params = parse_options_header(request.headers.get("Content-Type", ""))
+        boundary = _boundary(request)
+        assert boundary is not None  # checked by _refusal
         try:
-            receiver = FormReceiver(params[b"boundary"], self.store, self.limits)
+            receiver = FormReceiver(boundary, self.store, self.limits)
         except FormError as exc:
             return _json(exc.status, {"error": exc.message}, close=True)
         assert self._uploads is not None
@@ -388,7 +389,10 @@ class UploadServer:
                 return _json(403, {"error": f"Host {host!r} is not allowed"}, close=True)
             origin = request.headers.get("Origin")
             if origin is not None:
-                origin_host = urllib.parse.urlsplit(origin).hostname or origin
+                try:
+                    origin_host = urllib.parse.urlsplit(origin).hostname or origin
+                except ValueError:  # "http://[::1" and the like
+                    origin_host = origin
                 if _host_name(origin_host) not in self.allow_hosts:
                     return _json(403, {"error": f"Origin {origin!r} is not allowed"}, close=True)
         if self.token is not None:
@@ -411,8 +415,7 @@ class UploadServer:
                 413, {"error": f"body too large: {length} bytes, over the {self.max_body}-byte"
                       " limit"}, close=True,
             )  # fmt: skip
-        content_type, params = parse_options_header(request.headers.get("Content-Type", ""))
-        if content_type != b"multipart/form-data" or b"boundary" not in params:
+        if _boundary(request) is None:
             return _json(415, {"error": "expected multipart/form-data with a boundary"}, close=True)
         return None
 
@@ -503,6 +506,17 @@ async def _finished(batch: list[concurrent.futures.Future[None]]) -> None:
         await asyncio.wait([asyncio.wrap_future(job) for job in batch])
         for job in batch:
             job.result()
+
+
+def _boundary(request: web.BaseRequest) -> bytes | None:
+    """The boundary of a ``multipart/form-data`` request, as sent; None for another type."""
+    raw = next((v for k, v in request.raw_headers if k.lower() == b"content-type"), b"")
+    # Parsed from the raw bytes: a header value is not text, and one with non-Latin-1 bytes
+    # must end in a refusal, not in an encoding error.
+    content_type, params = parse_options_header(raw.decode("latin-1"))
+    if content_type != b"multipart/form-data":
+        return None
+    return params.get(b"boundary")
 
 
 def _describe(part: dict[str, Any]) -> str:
