@@ -32,6 +32,9 @@ from typing import Any
 
 import poster_rs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from poster_rs._form import FormError, parse_disposition
 from poster_rs.server import UploadServer, exposure_warning
 
 MiB = 1 << 20
@@ -565,6 +568,40 @@ def test_filename_star_and_name_star_are_read(store: Path) -> None:
     (part,) = answer.json()["parts"]
     assert (part["name"], part["filename"]) == ("名前", "😀 café.txt")
     assert (store / "😀 café.txt").read_bytes() == b"hello"
+
+
+DISPOSITION_PIECES = [b";", b"=", b'"', b"\\", b"*", b"'", b" ", b"%", b"%e2%82", b"\xff"]
+DISPOSITION_PIECES += [b"form-data", b"name", b"filename", b"name*", b"utf-8", b"\xc3\xa9", b"C:\\"]
+
+
+@given(st.binary(max_size=200) | st.lists(st.sampled_from(DISPOSITION_PIECES)).map(b"".join))
+def test_any_disposition_parses_or_is_refused_with_a_4xx(raw: bytes) -> None:
+    refusal: FormError | None = None
+    try:
+        params = parse_disposition(raw)
+    except FormError as exc:
+        refusal = exc
+    if refusal is not None:
+        assert 400 <= refusal.status < 500
+        assert refusal.message
+    else:
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in params.items())
+
+
+#: Names the encoder sends unescaped or backslash-escaped (C0 controls go out as %XX, which no
+#: parser decodes; surrogates cannot be encoded).
+NAMES = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40)
+
+
+@given(NAMES, NAMES)
+def test_names_poster_rs_sends_are_read_back_exactly(name: str, filename: str) -> None:
+    if filename[1:3] == ":\\" or filename.startswith("\\\\"):
+        filename = "x" + filename  # not a Windows path, which keeps only its last component
+    header = poster_rs.MultipartParam(name, filename=filename, value=b"v").encode_hdr("B")
+    assert isinstance(header, bytes)
+    line = next(x for x in header.split(b"\r\n") if x.startswith(b"Content-Disposition:"))
+    params = parse_disposition(line.partition(b":")[2].strip())
+    assert (params["name"], params["filename"]) == (name, filename)
 
 
 @pytest.mark.parametrize(
