@@ -35,6 +35,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from poster_rs._form import FormError, parse_disposition
+from poster_rs._store import UploadDirectory
 from poster_rs.server import UploadServer, exposure_warning
 
 MiB = 1 << 20
@@ -510,6 +511,24 @@ def test_the_directory_swapped_for_a_symlink_is_not_followed(store: Path, tmp_pa
     assert status == 200, reply
     assert files_under(outside) == []
     assert (tmp_path / "moved" / "b.txt").read_bytes() == b"b"
+
+
+def test_same_name_uploads_are_numbered_without_overwriting(tmp_path: Path) -> None:
+    directory = UploadDirectory(tmp_path / "d")
+    try:
+        (tmp_path / "d" / "a-5.txt").write_bytes(b"planted")
+        (tmp_path / "d" / "a-7.txt").symlink_to(tmp_path / "elsewhere.txt")
+        names = []
+        for _ in range(300):
+            name, fd = directory.create("a.txt")
+            os.close(fd)
+            names.append(name)
+    finally:
+        directory.close()
+    expected = ["a.txt"] + [f"a-{i}.txt" for i in range(1, 302) if i not in (5, 7)]
+    assert names == expected
+    assert (tmp_path / "d" / "a-5.txt").read_bytes() == b"planted"
+    assert not (tmp_path / "elsewhere.txt").exists()
 
 
 # --- names -------------------------------------------------------------------------------------

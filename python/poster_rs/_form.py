@@ -25,6 +25,8 @@ __all__ = ["FormError", "FormLimits", "FormReceiver", "ReceivedPart", "parse_dis
 ECHO_MAX = 4096
 #: Data queued for a worker thread before it is handed over: large writes, few thread switches.
 BLOCK = 1 << 20
+#: A batch this small is hashed on the event loop: a thread switch costs more than the hash.
+DIGEST_INLINE_MAX = 64 << 10
 #: Longest boundary accepted (RFC 2046 allows 70 characters).
 BOUNDARY_MAX = 200
 
@@ -186,6 +188,8 @@ class FormReceiver:
         self.finished = False
         self.pending = 0  # data bytes in ``work``
         self.work: Work = []
+        #: Whether a part of this request is stored as a file: only then is there disk work.
+        self.has_files = False
         self._part: _PartState | None = None
         self._header_bytes = 0
         self._headers: dict[str, bytes] = {}
@@ -261,6 +265,7 @@ class FormReceiver:
             None if content_type is None else content_type.decode("utf-8", "replace"),
         )
         self.parts.append(info)
+        self.has_files = self.has_files or (info.filename is not None and self.store is not None)
         self._part = _PartState(info, value=bytearray() if info.filename is None else None)
         self.work.append(("begin", self._part))
 

@@ -9,10 +9,12 @@ a name that exists in any form, a dangling symlink included, is skipped for the 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import random
 import re
+import threading
 import unicodedata
 
 __all__ = ["UploadDirectory", "safe_filename"]
@@ -22,6 +24,8 @@ NAME_MAX = 200
 #: Sequential suffixes tried (``name-1.ext`` ...) before random ones.
 SEQUENTIAL_TRIES = 1000
 RANDOM_TRIES = 100
+#: Names whose next free suffix is remembered.
+SUFFIX_HINTS = 4096
 
 #: ASCII characters kept in stored names; any other ASCII character becomes ``_``.
 _ASCII_UNSAFE = re.compile(r"[^A-Za-z0-9_.\- ()+,=@\[\]]")
@@ -60,6 +64,18 @@ def safe_filename(filename: str | None) -> str:
     return unicodedata.normalize("NFC", name).strip(" .") or "upload"
 
 
+#: A new file, never an existing one, never through a symlink.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _with_suffix(stem: str, ext: str, suffix: str) -> str:
+    """``stem + suffix + "." + ext``, the stem shortened to keep the name within NAME_MAX."""
+    room = NAME_MAX - len(suffix.encode()) - (len(ext.encode()) + 1 if ext else 0)
+    while len(stem.encode()) > room:
+        stem = stem[:-1]
+    return f"{stem}{suffix}.{ext}" if ext else f"{stem}{suffix}"
+
+
 class UploadDirectory:
     """The storage directory, held open by descriptor for the server's lifetime."""
 
@@ -67,6 +83,10 @@ class UploadDirectory:
         self.path = os.fspath(path)
         os.makedirs(self.path, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # The next suffix to try for recently used names, so that the n-th upload of one name
+        # does not probe n taken names first. Bounded: a hint, not a record of uploads.
+        self._next_suffix: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     def create(self, filename: str | None) -> tuple[str, int]:
         """Creates a new empty file for ``filename``; returns its stored name and a descriptor
@@ -75,27 +95,26 @@ class UploadDirectory:
         stem, dot, ext = base.rpartition(".")
         if not dot or not stem:
             stem, ext = base, ""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        tries = SEQUENTIAL_TRIES + RANDOM_TRIES
-        for attempt in range(tries):
-            if attempt == 0:
-                candidate = base
+        with self._lock:
+            hint = self._next_suffix.get(base, 0)
+        for attempt in range(SEQUENTIAL_TRIES + RANDOM_TRIES):
+            if attempt < SEQUENTIAL_TRIES:
+                counter = hint + attempt
             else:
-                # Past the sequential suffixes a random one finds a free name in a few tries
-                # however many uploads share this name.
-                counter = attempt if attempt < SEQUENTIAL_TRIES else random.randrange(10**9)
-                suffix = f"-{counter}"
-                room = NAME_MAX - len(suffix.encode()) - len(ext.encode()) - 1
-                short = stem
-                while len(short.encode()) > room:
-                    short = short[:-1]
-                candidate = f"{short}{suffix}.{ext}" if ext else f"{short}{suffix}"
+                # So many taken names in a row: a random suffix finds a free one at once.
+                counter = random.randrange(SEQUENTIAL_TRIES, 10**9)
+            candidate = base if counter == 0 else _with_suffix(stem, ext, f"-{counter}")
             try:
-                fd = os.open(candidate, flags, 0o644, dir_fd=self.fd)
+                fd = os.open(candidate, _CREATE, 0o644, dir_fd=self.fd)
             except FileExistsError:
                 continue
+            with self._lock:
+                self._next_suffix[base] = counter + 1
+                self._next_suffix.move_to_end(base)
+                if len(self._next_suffix) > SUFFIX_HINTS:
+                    self._next_suffix.popitem(last=False)
             return candidate, fd
-        raise FileExistsError(f"no free name for {base!r} after {tries} tries")
+        raise FileExistsError(f"no free name for {base!r} after {attempt + 1} tries")
 
     def remove(self, name: str) -> None:
         """Removes a file this server created (an upload that did not complete)."""

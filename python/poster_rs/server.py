@@ -37,7 +37,7 @@ from typing import Any
 from aiohttp import web
 from python_multipart.multipart import parse_options_header
 
-from ._form import BLOCK, FormError, FormLimits, FormReceiver, ReceivedPart
+from ._form import BLOCK, DIGEST_INLINE_MAX, FormError, FormLimits, FormReceiver, ReceivedPart
 from ._store import UploadDirectory, safe_filename
 
 __all__ = ["ReceivedPart", "UploadServer", "exposure_warning", "safe_filename"]
@@ -268,7 +268,7 @@ class UploadServer:
             # Seconds spent reading and discarding the rest of a refused body, so that the
             # answer is read before the connection closes.
             lingering_time=2.0,
-            read_bufsize=4 * BLOCK,
+            read_bufsize=BLOCK,
         )
         await runner.setup()
         try:
@@ -447,11 +447,16 @@ class UploadServer:
         batch: list[concurrent.futures.Future[None]] = []
 
         def hand_over() -> list[concurrent.futures.Future[None]]:
+            size = receiver.pending
             work = receiver.take_work()
-            return [
-                self._pool.submit(receiver.digest, work),
-                self._pool.submit(receiver.store_files, work),
-            ]
+            jobs = []
+            if size <= DIGEST_INLINE_MAX:
+                receiver.digest(work)
+            else:
+                jobs.append(self._pool.submit(receiver.digest, work))
+            if receiver.has_files:
+                jobs.append(self._pool.submit(receiver.store_files, work))
+            return jobs
 
         try:
             async for chunk in self.body_chunks(request):
