@@ -715,13 +715,14 @@ def test_warning_when_exposed_without_a_token() -> None:
 
 
 class ServeProcess:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [*CLI, "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
+            env=None if env is None else {**os.environ, **env},
         )
         assert self.proc.stdout is not None
         self.stdout_lines: list[str] = []
@@ -831,3 +832,37 @@ def test_clients_leaving_early_leave_no_traceback(tmp_path: Path) -> None:
     assert "Error" not in err, err
     # Only the small upload that completed was stored; the others left nothing behind.
     assert [p.name for p in (tmp_path / "store").iterdir()] in ([], ["small.bin"])
+
+
+def test_uploads_succeed_when_stdout_is_gone_or_cannot_encode(tmp_path: Path) -> None:
+    """serve prints every part; a closed stdout (``poster-rs serve | head -1``) or one that
+    cannot encode a name costs those lines, never the upload."""
+    ascii_out = ServeProcess("--dir", str(tmp_path / "a"), env={"PYTHONIOENCODING": "ascii"})
+    try:
+        url = f"http://127.0.0.1:{ascii_out.port}/"
+        assert post(url, [("名前", ("日本語.txt", b"x"))])[0] == 200
+    finally:
+        err = ascii_out.stop()
+    assert "Traceback" not in err, err
+    assert any("\\u65e5" in line for line in ascii_out.stdout_lines), ascii_out.stdout_lines
+
+    gone = subprocess.Popen(
+        [*CLI, "serve", "--port", "0", "--dir", str(tmp_path / "b")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert gone.stdout is not None
+        match = re.match(r"Serving on (http://127\.0\.0\.1:\d+/)", gone.stdout.readline())
+        assert match
+        gone.stdout.close()  # the reader leaves: the server's next print hits a closed pipe
+        for index in range(3):
+            status, reply = post(match.group(1), [("f", (f"f{index}.txt", b"x"))])
+            assert status == 200, reply
+    finally:
+        gone.terminate()
+        _, err = gone.communicate(timeout=10)
+    assert "Traceback" not in err, err
+    assert len(list((tmp_path / "b").iterdir())) == 3

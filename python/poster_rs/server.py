@@ -343,9 +343,20 @@ class UploadServer:
         self.received_count += 1
         self.bytes_received += size
         if self.print_parts:
-            lines = "\n".join(_describe(part) for part in parts)
-            with self._print_lock:
+            self._print("\n".join(_describe(part) for part in parts))
+
+    def _print(self, lines: str) -> None:
+        """Prints one request's lines together; a stdout that cannot take them (a closed pipe,
+        an encoding without these characters) costs the lines, never the upload."""
+        with self._print_lock:
+            try:
                 print(lines, flush=True)
+            except UnicodeEncodeError:
+                encoding = sys.stdout.encoding or "ascii"
+                with contextlib.suppress(OSError):
+                    print(lines.encode(encoding, "backslashreplace").decode(encoding), flush=True)
+            except OSError:  # e.g. `poster-rs serve | head`: the reader is gone
+                self.print_parts = False
 
     async def body_chunks(self, request: web.Request) -> AsyncIterator[bytes]:
         """The request body as it arrives; ``TimeoutError`` if it stalls for ``read_timeout``."""
