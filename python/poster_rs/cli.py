@@ -313,6 +313,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             verbose=args.verbose,
         )
     except OSError as exc:
+        if exc.filename is not None:  # the storage directory, not the socket
+            print(f"poster-rs serve: cannot store files in {args.dir}: {exc}", file=sys.stderr)
+            return EXIT_READ
         print(f"poster-rs serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_CONNECT
     where = f"storing files in {os.path.abspath(args.dir)}" if args.dir else "not storing files"

@@ -138,9 +138,15 @@ class _Overloaded(asyncio.Protocol):
     )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
+        assert isinstance(transport, asyncio.Transport)
         transport.write(self.ANSWER)
-        transport.close()
+        # Half-close and discard what the client sends for a moment: closing with its request
+        # unread would reset the connection and could destroy the answer.
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(1.0, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass
 
 
 def _json(
@@ -209,8 +215,15 @@ class UploadServer:
         self.received_count = 0  # uploads answered 200
         self.bytes_received = 0
         self._print_lock = threading.Lock()
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        self.socket = socket.create_server((host, port), family=family, backlog=backlog)
+        self.store = None if directory is None else UploadDirectory(directory)
+        self.directory = None if self.store is None else self.store.path
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            self.socket = socket.create_server((host, port), family=family, backlog=backlog)
+        except BaseException:
+            if self.store is not None:
+                self.store.close()
+            raise
         self.socket.setblocking(False)
         bound = self.socket.getsockname()[0]
         if allow_hosts is not None:
@@ -224,8 +237,6 @@ class UploadServer:
         )
         if warning is not None:
             print(warning, file=sys.stderr, flush=True)
-        self.store = None if directory is None else UploadDirectory(directory)
-        self.directory = None if self.store is None else self.store.path
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=min(max_uploads, 8), thread_name_prefix="poster-rs-serve-io"
         )
@@ -295,7 +306,8 @@ class UploadServer:
         self._thread.start()
         if not ready.wait(30) or failure:
             self.stop()
-            raise RuntimeError(f"poster-rs serve did not start: {failure[:1]}")
+            cause = failure[0] if failure else None
+            raise RuntimeError("poster-rs serve did not start") from cause
         return self
 
     def serve_forever(self) -> None:
