@@ -374,6 +374,23 @@ def test_malformed_chunked_framing_is_refused(store: Path, body: bytes) -> None:
     assert files_under(store) == []
 
 
+def test_serves_on_asyncio_s_own_loop_too(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop is optional (the cli extra installs it where it exists): without it the server
+    runs on asyncio's loop, with the same framing checks."""
+    import asyncio
+
+    import poster_rs.server
+
+    monkeypatch.setattr(poster_rs.server, "new_event_loop", asyncio.new_event_loop)
+    with serving(store) as server:
+        status, reply = post(server.url, [("f", ("plain.txt", b"plain"))])
+        assert status == 200, reply
+        port = port_of(server)
+        bad = head(port, "multipart/form-data; boundary=b", "Transfer-Encoding: chunked\r\n")
+        assert exchange(port, bad + b"0x63\r\n").status == 400
+    assert (store / "plain.txt").read_bytes() == b"plain"
+
+
 def test_a_good_chunked_upload_is_stored(store: Path) -> None:
     data = os.urandom(3 * MiB + 17)
     body, headers = form([("f", ("c.bin", data))])
@@ -749,15 +766,19 @@ class ServeProcess:
         raise AssertionError("no VmRSS")
 
     def stop(self) -> str:
-        """Stops the server; returns its stderr."""
+        """Stops the server; returns its stderr (its stdout stays with the reader thread)."""
         self.proc.terminate()
         try:
-            _, err = self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)
         self.reader.join(5)
-        return err
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        self.proc.stdout.close()
+        with self.proc.stderr:
+            return self.proc.stderr.read()
 
 
 def test_rss_stays_flat_over_thousands_of_uploads(tmp_path: Path) -> None:
