@@ -7,12 +7,7 @@ Content-Length. The stream plugs into requests, httpx, aiohttp, urllib3, urllib 
 
 from __future__ import annotations
 
-from ._poster_rs import (
-    BoundaryError,
-    FileChangedError,
-    NotSeekableError,
-    __version__,
-)
+from ._poster_rs import __version__
 from .encode import (
     MultipartParam,
     encode_and_quote,
@@ -23,6 +18,14 @@ from .encode import (
     get_headers,
     multipart_encode,
 )
+from .errors import (
+    BoundaryError,
+    FileChangedError,
+    HeaderError,
+    NotARegularFileError,
+    NotSeekableError,
+    PosterError,
+)
 from .ship import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
 from .stream import ChunkedMultipartStream, MultipartReader, MultipartStream
 
@@ -32,10 +35,13 @@ __all__ = [
     "BoundaryError",
     "ChunkedMultipartStream",
     "FileChangedError",
+    "HeaderError",
     "MultipartParam",
     "MultipartReader",
     "MultipartStream",
+    "NotARegularFileError",
     "NotSeekableError",
+    "PosterError",
     "RetryPolicy",
     "UploadJob",
     "UploadResult",

@@ -32,7 +32,8 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ._poster_rs import FileChangedError, Stream
+from ._poster_rs import Stream
+from .errors import FileChangedError
 
 __all__ = [
     "StreamingHTTPConnection",

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FileKind, Result};
 
 /// Which file a path named when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub(crate) struct Identity {
 /// What is needed of a file's metadata, from `std` or from `statat(2)`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileStat {
-    kind: Option<&'static str>,
+    kind: Option<FileKind>,
     len: u64,
     identity: Identity,
     uid: u32,
@@ -59,15 +59,15 @@ impl FileStat {
     }
 }
 
-fn kind_name(mode: u32) -> Option<&'static str> {
+fn kind_name(mode: u32) -> Option<FileKind> {
     match rustix::fs::FileType::from_raw_mode(mode) {
         rustix::fs::FileType::RegularFile => None,
-        rustix::fs::FileType::Directory => Some("a directory"),
-        rustix::fs::FileType::Fifo => Some("a FIFO"),
-        rustix::fs::FileType::Socket => Some("a socket"),
-        rustix::fs::FileType::CharacterDevice => Some("a character device"),
-        rustix::fs::FileType::BlockDevice => Some("a block device"),
-        _ => Some("not a regular file"),
+        rustix::fs::FileType::Directory => Some(FileKind::Directory),
+        rustix::fs::FileType::Fifo => Some(FileKind::Fifo),
+        rustix::fs::FileType::Socket => Some(FileKind::Socket),
+        rustix::fs::FileType::CharacterDevice => Some(FileKind::CharacterDevice),
+        rustix::fs::FileType::BlockDevice => Some(FileKind::BlockDevice),
+        _ => Some(FileKind::Other),
     }
 }
 
@@ -77,6 +77,9 @@ fn kind_name(mode: u32) -> Option<&'static str> {
 #[derive(Debug, Default)]
 pub(crate) struct Measurer {
     dir: Option<(PathBuf, rustix::fd::OwnedFd)>,
+    /// This process's effective user and group, asked once per measurer: not once per process,
+    /// since a process may change them (a forked child that drops privileges).
+    ids: OnceLock<(u32, u32)>,
 }
 
 impl Measurer {
@@ -107,9 +110,8 @@ impl Measurer {
 
 /// Whether the mode bits alone show this process may read the file. Saves `access(2)`, a second
 /// path walk per file; when in doubt (supplementary groups, ACLs) the caller asks `access(2)`.
-fn surely_readable(stat: &FileStat) -> bool {
-    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
-    let (user, group) = *IDS.get_or_init(|| {
+fn surely_readable(stat: &FileStat, ids: &OnceLock<(u32, u32)>) -> bool {
+    let (user, group) = *ids.get_or_init(|| {
         (
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
@@ -161,7 +163,7 @@ impl FileData {
         if let Some(kind) = stat.kind {
             return Err(Error::NotARegularFile { path, kind });
         }
-        if !surely_readable(&stat) {
+        if !surely_readable(&stat, &measurer.ids) {
             rustix::fs::access(&path, rustix::fs::Access::READ_OK)
                 .map_err(|e| io_error(part, Some(&path), e.into()))?;
         }
