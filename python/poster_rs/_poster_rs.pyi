@@ -63,6 +63,18 @@ class Param:
         *,
         headers: Any = None,
     ) -> Self: ...
+    def __init__(
+        self,
+        name: str | bytes,
+        value: Any = None,
+        filename: Any = None,
+        filetype: str | None = None,
+        filesize: int | None = None,
+        fileobj: BinaryIO | None = None,
+        cb: Callable[[Any, int, Any], object] | None = None,
+        *,
+        headers: Any = None,
+    ) -> None: ...
     @classmethod
     def _normalize_arguments(
         cls,
