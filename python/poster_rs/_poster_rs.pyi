@@ -51,18 +51,8 @@ class Param:
     _fileobj: BinaryIO | None
     _path: str | bytes | None
     _start: int | None
-    def __new__(
-        cls,
-        name: str | bytes,
-        value: Any = None,
-        filename: Any = None,
-        filetype: str | None = None,
-        filesize: int | None = None,
-        fileobj: BinaryIO | None = None,
-        cb: Callable[[Any, int, Any], object] | None = None,
-        *,
-        headers: Any = None,
-    ) -> Self: ...
+    # The arguments are taken by __new__; __init__ only decides on cycle-collector tracking.
+    # Declared once, as __init__ (whose runtime signature is the class's).
     def __init__(
         self,
         name: str | bytes,

@@ -58,7 +58,9 @@ def parse_size(text: str) -> int:
 
 def _split_options(spec: str) -> list[str]:
     """Splits curl's ``value;key=value;...`` at semicolons outside double quotes."""
-    fields, current, quoted, escaped = [], [], False, False
+    fields: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for ch in spec:
         if escaped:
             escaped = False
@@ -363,7 +365,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"sha256 {part['sha256'][:16]}… {'OK' if match else 'MISMATCH'}"
             )
         ok = ok and {p["name"] for p in reply["parts"]} == set(expected)
-        rate = stream.total / max(elapsed, 1e-9)
+        rate = (stream.total or 0) / max(elapsed, 1e-9)
         print(
             f"Uploaded {stream.total:,} bytes in {elapsed:.3f} s: {rate / 1e6:,.0f} MB/s "
             f"({rate / (1 << 20):,.0f} MiB/s)"

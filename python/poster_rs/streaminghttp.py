@@ -30,7 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 from ._poster_rs import Stream
 from .errors import FileChangedError
@@ -108,7 +108,8 @@ def _recv_nowait(sock: Any) -> bytes | None:
     saved = sock.gettimeout()
     try:
         sock.settimeout(0.0)
-        return sock.recv(65536)
+        data: bytes = sock.recv(65536)
+        return data
     except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
         return None
     finally:
@@ -243,7 +244,8 @@ class _StreamingMixin:
             memoryview(body)
         except TypeError:
             try:
-                return iter(body)
+                chunks: Iterable[Any] = iter(body)
+                return chunks
             except TypeError:
                 raise TypeError(
                     f"message_body should be a bytes-like object or an iterable, got {type(body)!r}"
@@ -374,7 +376,7 @@ class _StreamingMixin:
         try:
             if early:
                 self.sock = _PrefixedSocket(real_sock, early)
-            response = super().getresponse()  # type: ignore[misc]
+            response: http.client.HTTPResponse = super().getresponse()  # type: ignore[misc]
         except (http.client.HTTPException, OSError) as exc:
             if send_error is not None:
                 raise send_error from exc
@@ -398,8 +400,13 @@ class StreamingHTTPSConnection(_StreamingMixin, http.client.HTTPSConnection):
     """The HTTPS counterpart of ``StreamingHTTPConnection``."""
 
 
-def _is_rewindable(data: Any) -> bool:
+def _is_rewindable(data: object) -> TypeGuard[_Rewindable]:
     return callable(getattr(data, "seek", None)) and callable(getattr(data, "tell", None))
+
+
+class _Rewindable(Protocol):
+    def tell(self) -> int: ...
+    def seek(self, offset: int, whence: int = ..., /) -> int: ...
 
 
 class _BodyPreparation:
