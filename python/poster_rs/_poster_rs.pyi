@@ -1,7 +1,7 @@
 """The compiled core of poster_rs (Rust, PyO3). Checked against the module by mypy.stubtest."""
 
 from collections.abc import Callable
-from typing import Any, BinaryIO, Final, Literal, Self, TypeAlias, final
+from typing import Any, BinaryIO, Final, Literal, Protocol, Self, TypeAlias, final
 
 from typing_extensions import disjoint_base
 
@@ -25,18 +25,26 @@ _EscapeMode: TypeAlias = Literal["quoted", "html5", "poster"]
 #: The CRLF that ends every part's data.
 PART_END: Final[bytes]
 
-#: What ``Param._normalize_arguments`` returns: ``(name, value, filename, filetype, filesize,
-#: fileobj, start, headers)``, ``start`` being where the file object's data begins.
-_Arguments: TypeAlias = tuple[
-    str,
-    str | bytes | None,
-    str | None,
-    str | None,
-    int | None,
-    BinaryIO | None,
-    int | None,
-    list[tuple[str, str]] | None,
-]
+class _ParamFields(Protocol):
+    """What ``Param._normalize_arguments`` returns; the constructor reads it by attribute."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str | bytes | None: ...
+    @property
+    def filename(self) -> str | None: ...
+    @property
+    def filetype(self) -> str | None: ...
+    @property
+    def filesize(self) -> int | None: ...
+    @property
+    def fileobj(self) -> BinaryIO | None: ...
+    @property
+    def start(self) -> int | None:
+        """Where the file object's data begins."""
+    @property
+    def headers(self) -> list[tuple[str, str]] | None: ...
 
 @disjoint_base
 class Param:
@@ -75,7 +83,7 @@ class Param:
         filesize: Any,
         fileobj: Any,
         headers: Any,
-    ) -> _Arguments: ...
+    ) -> _ParamFields: ...
     @property
     def value(self) -> str | bytes | None: ...
     @value.setter

@@ -16,7 +16,7 @@ import stat
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 from . import _poster_rs
 from .stream import ChunkedMultipartStream, MultipartStream
@@ -162,17 +162,17 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, "") if value is None else (1, value)
 
 
-#: What ``MultipartParam._normalize_arguments`` hands the compiled constructor.
-_Arguments = tuple[
-    str,
-    "str | bytes | None",
-    "str | None",
-    "str | None",
-    "int | None",
-    "BinaryIO | None",
-    "int | None",
-    "list[tuple[str, str]] | None",
-]
+class _ParamFields(NamedTuple):
+    """What ``MultipartParam._normalize_arguments`` hands the compiled constructor."""
+
+    name: str
+    value: str | bytes | None
+    filename: str | None
+    filetype: str | None
+    filesize: int | None
+    fileobj: BinaryIO | None
+    start: int | None  # where the file object's data begins
+    headers: list[tuple[str, str]] | None
 
 
 class MultipartParam(_poster_rs.Param):
@@ -203,7 +203,7 @@ class MultipartParam(_poster_rs.Param):
         filesize: Any,
         fileobj: Any,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
-    ) -> _Arguments:
+    ) -> _ParamFields:
         name = _text(name, "name")
         value = _strify(value)
         if filename is not None:
@@ -237,7 +237,7 @@ class MultipartParam(_poster_rs.Param):
                     f"{measured} bytes from its current position"
                 )
         header_list = None if headers is None else cls._header_list(headers)
-        return (name, value, filename, filetype, filesize, fileobj, start, header_list)
+        return _ParamFields(name, value, filename, filetype, filesize, fileobj, start, header_list)
 
     @staticmethod
     def _filename_text(filename: Any) -> str:

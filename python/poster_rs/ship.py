@@ -339,7 +339,14 @@ class _Log:
             self.file.close()
 
 
-def _as_job(item: Any, url: str | None, name: str, fields: tuple[tuple[str, str], ...],
+#: One upload: an ``UploadJob``, or with ``url=`` a file's path or a form (a mapping, or a list or
+#: tuple of ``(name, value)`` pairs and ``MultipartParam``s, as ``multipart_encode`` takes).
+ShipJob = (
+    UploadJob | str | bytes | os.PathLike[str] | Mapping[str, Any] | list[Any] | tuple[Any, ...]
+)
+
+
+def _as_job(item: ShipJob, url: str | None, name: str, fields: tuple[tuple[str, str], ...],
             method: str, headers: tuple[tuple[str, str], ...]) -> UploadJob:  # fmt: skip
     if isinstance(item, UploadJob):
         return item
@@ -380,7 +387,7 @@ class _Progress:
 
 
 def ship_iter(
-    jobs: Iterable[Any],
+    jobs: Iterable[ShipJob],
     url: str | None = None,
     *,
     name: str = "file",
@@ -479,7 +486,7 @@ def ship_iter(
         bar.close()
 
 
-def ship(jobs: Iterable[Any], url: str | None = None, **options: Any) -> list[UploadResult]:
+def ship(jobs: Iterable[ShipJob], url: str | None = None, **options: Any) -> list[UploadResult]:
     """``ship_iter`` run to the end: the list of results, in completion order."""
     return list(ship_iter(jobs, url, **options))
 

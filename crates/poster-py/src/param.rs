@@ -5,7 +5,7 @@
 //! The constructor takes the common case (a `str` name with a `str` or `bytes` value, or nothing
 //! at all) natively: building 100,000 parameters then costs no Python frame each. Anything else
 //! (bytes names, numbers, file objects, headers) is normalised by the subclass's
-//! `_normalize_arguments`, which returns the fields in the order of `Arguments`.
+//! `_normalize_arguments`, which returns them as `Fields`.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -30,19 +30,19 @@ use crate::escape::Escape;
 use crate::parts::{SHARE_MIN, value_source};
 use crate::reader::PyReader;
 
-/// What `_normalize_arguments` returns: `(name, value, filename, filetype, filesize, fileobj,
-/// start, headers)`, `start` being where the file object's data begins.
+/// What `_normalize_arguments` returns (`_ParamFields` in the stub), read by attribute name.
 #[derive(FromPyObject)]
-struct Arguments(
-    Py<PyString>,
-    Option<Py<PyAny>>,
-    Option<Py<PyString>>,
-    Option<Py<PyString>>,
-    Option<u64>,
-    Option<Py<PyAny>>,
-    Option<u64>,
-    Option<Py<PyList>>,
-);
+struct Fields {
+    name: Py<PyString>,
+    value: Option<Py<PyAny>>,
+    filename: Option<Py<PyString>>,
+    filetype: Option<Py<PyString>>,
+    filesize: Option<u64>,
+    fileobj: Option<Py<PyAny>>,
+    /// Where the file object's data begins.
+    start: Option<u64>,
+    headers: Option<Py<PyList>>,
+}
 
 /// One multipart/form-data parameter. Text is kept as Python `str` objects (no copy when the
 /// parameter is made) and read as UTF-8 when the part is built, where text that cannot be sent
@@ -343,20 +343,20 @@ impl ParamPy {
         }
         let py = cls.py();
         let arguments = (name, value, filename, filetype, filesize, fileobj, headers);
-        let Arguments(name, value, filename, filetype, filesize, fileobj, start, headers) = cls
+        let fields: Fields = cls
             .call_method1(intern!(py, "_normalize_arguments"), arguments)?
             .extract()?;
         Ok(ParamPy {
-            name,
-            value,
-            filename,
-            filetype,
-            filesize,
+            name: fields.name,
+            value: fields.value,
+            filename: fields.filename,
+            filetype: fields.filetype,
+            filesize: fields.filesize,
             cb,
-            headers,
-            fileobj,
+            headers: fields.headers,
+            fileobj: fields.fileobj,
             path: None,
-            start,
+            start: fields.start,
         })
     }
 
