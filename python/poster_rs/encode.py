@@ -522,7 +522,7 @@ class _Normalizer:
         return params[0] if len(params) == 1 else [*params]
 
 
-class _Progress:
+class _ProgressCallbacks:
     """Turns "bytes start..end were produced" into poster's callbacks."""
 
     def __init__(
@@ -608,7 +608,9 @@ def multipart_encode(
         # Same layout, no __len__: clients then send it chunked instead of trusting a length.
         stream.__class__ = ChunkedMultipartStream
     if cb is not None or normalize.params:
-        stream._set_progress(_Progress(cb, normalize.params, stream.part_starts, stream.total))
+        stream._set_progress(
+            _ProgressCallbacks(cb, normalize.params, stream.part_starts, stream.total)
+        )
     headers = {"Content-Type": stream.content_type}
     if stream.total is not None:
         headers["Content-Length"] = str(stream.total)
