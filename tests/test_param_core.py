@@ -3,9 +3,11 @@ its bytes, and parameters that cannot be part of a cycle stay out of the cycle c
 
 from __future__ import annotations
 
+import copy
 import gc
 import io
 import pathlib
+import pickle
 import weakref
 from typing import Any
 
@@ -114,3 +116,19 @@ def test_a_subclass_with_a_dict_stays_tracked_and_its_cycles_are_collected() -> 
     gc.collect()
     assert ref() is None
     assert body([Annotated("a", "b")]) == body([MultipartParam("a", "b")])
+
+
+def test_parameters_copy_and_pickle_as_plain_objects_did(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"file data")
+    for param in (
+        MultipartParam("a", "b", headers={"X-A": "1"}),
+        MultipartParam(b"n", 5, filename="x.txt", filetype="text/x"),
+        MultipartParam.from_file("upload", path),
+    ):
+        for copy_of in (copy.copy(param), copy.deepcopy(param), pickle.loads(pickle.dumps(param))):
+            assert type(copy_of) is MultipartParam
+            assert copy_of == param
+            assert copy_of.headers == param.headers
+            assert copy_of.encode(B) == param.encode(B)
+    assert not gc.is_tracked(copy.copy(MultipartParam("a", "b")))

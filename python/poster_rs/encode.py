@@ -305,6 +305,23 @@ class MultipartParam(_poster_rs.Param):
         )
         return f"MultipartParam({self.name!r}, {what})"
 
+    def __reduce__(self) -> tuple[Callable[..., MultipartParam], tuple[Any, ...]]:
+        """Copies and pickles field by field, as they did when the class was plain Python (a
+        compiled base class has no default way)."""
+        fields = (
+            self.name,
+            self.value,
+            self.filename,
+            self.filetype,
+            self.filesize,
+            self.cb,
+            self.headers,
+            self._fileobj,
+            self._path,
+            self._start,
+        )
+        return _restore_param, (type(self), fields)
+
     def reset(self) -> None:
         """Rewinds the file to where it was when the parameter was made."""
         if self._fileobj is not None:
@@ -418,6 +435,16 @@ class MultipartParam(_poster_rs.Param):
         is the same however often it is encoded."""
         if self._fileobj is not None and self._start is not None:
             self._fileobj.seek(self._start)
+
+
+def _restore_param(cls: type[MultipartParam], fields: tuple[Any, ...]) -> MultipartParam:
+    """The parameter ``MultipartParam.__reduce__`` describes."""
+    name, value, filename, filetype, filesize, cb, headers, fileobj, path, start = fields
+    param = cls(name, value)
+    param.filename, param.filetype, param.filesize = filename, filetype, filesize
+    param.cb, param.headers = cb, headers
+    param._fileobj, param._path, param._start = fileobj, path, start
+    return param
 
 
 #: A form item: a ``(name, value)`` pair or a ``MultipartParam``.
