@@ -501,14 +501,19 @@ impl ParamPy {
     /// A checker that raises `BoundaryError` when the data fed to it contains the delimiter.
     fn _data_checker(&self, py: Python<'_>, boundary: &str) -> PyResult<DataCheckerPy> {
         single::DataChecker::new(boundary, self.name_str(py)?)
-            .map(DataCheckerPy)
+            .map(|checker| DataCheckerPy(Box::new(checker)))
             .map_err(to_pyerr)
     }
 }
 
-/// Scans a part's data block by block for the multipart delimiter.
+/// Scans a part's data block by block for the multipart delimiter. Boxed: the checker holds
+/// SIMD searchers aligned to 32 bytes, while Python allocates objects on 16-byte boundaries;
+/// inline, their aligned loads would fault.
 #[pyclass(module = "poster_rs._poster_rs", name = "DataChecker")]
-pub(crate) struct DataCheckerPy(single::DataChecker);
+pub(crate) struct DataCheckerPy(Box<single::DataChecker>);
+
+const _: () = assert!(std::mem::align_of::<DataCheckerPy>() <= 16);
+const _: () = assert!(std::mem::align_of::<ParamPy>() <= 16);
 
 #[pymethods]
 impl DataCheckerPy {
