@@ -215,7 +215,11 @@ impl FileData {
         })
     }
 
-    fn size_changed(&self, actual: u64) -> Error {
+    pub(crate) fn io_error(&self, source: io::Error) -> Error {
+        io_error(&self.part, self.path.as_deref(), source)
+    }
+
+    pub(crate) fn size_changed(&self, actual: u64) -> Error {
         Error::SizeChanged {
             part: self.part.clone(),
             path: self.path.clone(),
