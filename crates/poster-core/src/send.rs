@@ -305,3 +305,58 @@ fn wait(sock: BorrowedFd<'_>, options: &SendOptions) -> Result<Readiness, SendEr
         Err(e) => Err(SendError::Socket(e.into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{SendOptions, Sender};
+    use crate::{Form, FormOptions, Part};
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn file_data_is_queued_for_sendfile_and_headers_are_copied() {
+        let dir = std::env::temp_dir().join(format!("poster-send-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.bin");
+        std::fs::write(&path, vec![1u8; 10_000]).unwrap();
+        // Data that must be scanned for the delimiter is read, never sent with sendfile.
+        let unscanned = FormOptions {
+            skip_stream_boundary_check: true,
+            ..FormOptions::default()
+        };
+        let mut body = Form::new()
+            .part(Part::text("t", "v"))
+            .part(Part::file("f", &path))
+            .build(&unscanned)
+            .unwrap();
+        let options = SendOptions {
+            use_sendfile: true,
+            ..SendOptions::default()
+        };
+        let mut sender = Sender::new(4096);
+        sender.produce(&mut body, &options).unwrap();
+        assert!(
+            sender.span.is_none(),
+            "the headers before the file are copied"
+        );
+        assert!(sender.buf[sender.pending.clone()].ends_with(b"\r\n\r\n"));
+        sender.pending = 0..0;
+        sender.produce(&mut body, &options).unwrap();
+        let span = sender
+            .span
+            .as_ref()
+            .expect("the file data is a sendfile span");
+        assert_eq!(span.len, 4096, "at most a buffer's worth per span");
+        let plain = SendOptions::default();
+        let mut sender = Sender::new(4096);
+        let mut body = Form::new()
+            .part(Part::file("f", &path))
+            .build(&unscanned)
+            .unwrap();
+        sender.produce(&mut body, &plain).unwrap();
+        assert!(
+            sender.span.is_none(),
+            "without use_sendfile file data is copied"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
