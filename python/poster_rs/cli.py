@@ -321,12 +321,11 @@ def _network_failure(
 ) -> tuple[int, str]:
     """The exit status and message of an upload that failed with ``error`` (unwrapped from
     urllib's ``URLError``)."""
-    # How far the body got tells a broken send from a broken answer.
-    body_sent = stream.current >= (stream.total or 0)
-    broken = exitcodes.RECV_ERROR if body_sent else exitcodes.SEND_ERROR
-    host = urllib.parse.urlsplit(url).hostname
     if _local_file_error(error):
         return exitcodes.READ_ERROR, str(error)
+    # How far the body got tells a broken send from a broken answer.
+    body_sent = stream.current >= (stream.total or 0)
+    host = urllib.parse.urlsplit(url).hostname
     if isinstance(error, socket.gaierror):
         return exitcodes.RESOLVE, f"cannot resolve host {host!r}: {error.strerror or error}"
     if isinstance(error, TimeoutError):
@@ -340,8 +339,9 @@ def _network_failure(
     if isinstance(error, ConnectionRefusedError):
         return exitcodes.CONNECT, f"cannot reach {url}: {error}"
     if isinstance(error, (ConnectionError, ssl.SSLError)):
-        stage = "receiving the answer" if body_sent else "sending the request"
-        return broken, f"connection to {url} broke while {stage}: {error}"
+        if body_sent:
+            return exitcodes.RECV_ERROR, f"connection to {url} broke while receiving: {error}"
+        return exitcodes.SEND_ERROR, f"connection to {url} broke while sending: {error}"
     if isinstance(error, http.client.HTTPException):
         return exitcodes.WEIRD_REPLY, f"{url} did not answer in HTTP: {error!r}"
     if isinstance(error, OSError):
