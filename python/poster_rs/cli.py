@@ -363,7 +363,10 @@ def _fail(status: int, message: str) -> int:
 
 def _local_failure(error: BaseException) -> int:
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
-        return _fail(exitcodes.READ_ERROR, f"{error.filename}: {error.strerror}")
+        # The encoder's messages name the part and the path already; the OS's only say what.
+        path = os.fsdecode(error.filename)
+        message = error.strerror if path in error.strerror else f"{path}: {error.strerror}"
+        return _fail(exitcodes.READ_ERROR, message)
     return _fail(exitcodes.READ_ERROR, str(error))
 
 
