@@ -38,8 +38,10 @@ class Deadline:
 
     @property
     def expired(self) -> bool:
-        """Whether the time ran out (the attempt's result, if any, must not be trusted)."""
-        return self._expired
+        """Whether the time ran out (the attempt's result, if any, must not be trusted); also
+        true past the deadline before the timer has cut anything."""
+        ends_at = self._ends_at
+        return self._expired or (ends_at is not None and time.monotonic() >= ends_at)
 
     def __enter__(self) -> Deadline:
         self._ends_at = time.monotonic() + self.seconds
