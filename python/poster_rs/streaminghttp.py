@@ -272,12 +272,39 @@ class StreamingHTTPSHandler(_BodyPreparation, urllib.request.HTTPSHandler):
 
 
 _CONTENT_HEADERS = ("content-length", "content-type", "transfer-encoding", "expect")
+#: Dropped on a redirect to another origin, as curl does when the scheme, host or port changes.
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _body_redirect_refusal(old_scheme: str, new_scheme: str) -> str | None:
+    """Why a 307/308 from ``old_scheme`` to ``new_scheme`` must not re-send the body, if so."""
+    if new_scheme not in _DEFAULT_PORTS:
+        return f"the body cannot be sent over {new_scheme or 'no scheme'!r}"
+    if old_scheme == "https" and new_scheme == "http":
+        # Dropping the body instead would send another request than the one asked for; the
+        # caller gets the 307/308 with its Location and may re-post there on purpose.
+        return "it would send the body, sent over https, in clear text over http"
+    return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` with the scheme's default port filled in; raises ``ValueError``
+    for a port that is not a number in range."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or ""), parts.port or _DEFAULT_PORTS.get(scheme)
 
 
 class StreamingHTTPRedirectHandler(urllib.request.HTTPRedirectHandler):
     """Redirects as browsers and curl do: 301/302/303 turn a POST into a GET without a body;
-    307/308 repeat the method and re-send the whole body, rewound. Credentials are not
-    carried to another host."""
+    307/308 repeat the method and re-send the whole body, rewound.
+
+    A redirect to another origin (scheme, host or port) drops ``Authorization``,
+    ``Proxy-Authorization`` and ``Cookie``. A 307/308 from ``https`` to ``http`` that would
+    re-send a body is refused with an ``HTTPError`` (the redirect's status) instead of sending
+    the body in clear text, and so is a 307/308 to a scheme other than ``http``/``https``.
+    """
 
     handler_order = 499
 
@@ -292,13 +319,17 @@ class StreamingHTTPRedirectHandler(urllib.request.HTTPRedirectHandler):
     ) -> urllib.request.Request | None:
         method = req.get_method()
         newurl = newurl.replace(" ", "%20")
-        same_host = (
-            urllib.parse.urlsplit(newurl).netloc == urllib.parse.urlsplit(req.full_url).netloc
-        )
+        try:
+            old_origin, new_origin = _origin(req.full_url), _origin(newurl)
+        except ValueError as exc:
+            raise urllib.error.HTTPError(
+                req.full_url, code, f"redirect to an invalid URL {newurl!r}: {exc}", headers, fp
+            ) from None
+        same_origin = old_origin == new_origin
         kept = {
             k: v
             for k, v in req.headers.items()
-            if same_host or k.lower() not in ("authorization", "cookie")
+            if same_origin or k.lower() not in _CREDENTIAL_HEADERS
         }
         if code in (301, 302, 303):
             new_method = "HEAD" if method == "HEAD" else "GET"
@@ -311,6 +342,16 @@ class StreamingHTTPRedirectHandler(urllib.request.HTTPRedirectHandler):
             )
         if code in (307, 308):
             data = req.data
+            if data is not None:
+                refusal = _body_redirect_refusal(old_origin[0], new_origin[0])
+                if refusal is not None:
+                    raise urllib.error.HTTPError(
+                        req.full_url,
+                        code,
+                        f"{code} redirect to {newurl} refused: {refusal}",
+                        headers,
+                        fp,
+                    )
             in_memory = isinstance(data, (bytes, bytearray, memoryview))
             if data is not None and not in_memory and not _is_rewindable(data):
                 raise urllib.error.HTTPError(req.full_url, code, msg, headers, fp)
