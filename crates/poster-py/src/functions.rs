@@ -1,6 +1,7 @@
 //! Module-level helpers that expose single pieces of the encoder, for the poster-compatible API.
 
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::errors::to_pyerr;
 
@@ -29,4 +30,12 @@ pub(crate) fn measure_file(py: Python<'_>, part: &str, path: &Bound<'_, PyAny>) 
     let path = crate::param::path_of(path)?;
     py.detach(|| poster_core::measure_file(part, &path))
         .map_err(to_pyerr)
+}
+
+/// Drops complete interim (`1xx`) responses from the start of what a server sent while the
+/// body was going out; returns the rest and whether it is the start of a final response.
+#[pyfunction]
+pub(crate) fn strip_interim<'py>(py: Python<'py>, data: &[u8]) -> (Bound<'py, PyBytes>, bool) {
+    let (rest, is_final) = poster_core::early_answer::strip_interim(data);
+    (PyBytes::new(py, rest), is_final)
 }

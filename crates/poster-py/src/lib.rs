@@ -6,6 +6,7 @@ mod escape;
 mod functions;
 mod param;
 mod parts;
+mod raw;
 mod reader;
 mod stream;
 
@@ -25,5 +26,6 @@ fn _poster_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::validate_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::content_type_for, m)?)?;
     m.add_function(wrap_pyfunction!(functions::measure_file, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::strip_interim, m)?)?;
     Ok(())
 }

@@ -9,7 +9,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyType};
 use crate::errors::to_pyerr;
 use crate::escape::Escape;
 use crate::parts::{SHARE_MIN, value_source};
+use crate::raw::{dup_fd, set_gc_tracked};
 use crate::reader::PyReader;
 
 /// What `_normalize_arguments` returns (`_ParamFields` in the stub), read by attribute name.
@@ -84,21 +85,6 @@ fn value_bytes<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
     Ok(value.cast::<PyBytes>()?.as_bytes())
 }
 
-#[allow(unsafe_code)]
-fn dup_fd(fd: RawFd) -> PyResult<File> {
-    if fd < 0 {
-        return Err(PyValueError::new_err(format!(
-            "invalid file descriptor {fd}"
-        )));
-    }
-    // SAFETY: the descriptor belongs to a file object held by the parameter being converted,
-    // which the caller keeps alive for this whole call, so it is open while borrowed here; the
-    // duplicate made from it is ours alone.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let owned = borrowed.try_clone_to_owned()?;
-    Ok(File::from(owned))
-}
-
 /// Whether `err` says "this object has no usable descriptor" (no `fileno`, a closed or in-memory
 /// file) rather than a real failure.
 fn means_no_descriptor(py: Python<'_>, err: &PyErr) -> bool {
@@ -120,29 +106,6 @@ fn regular_file(fileobj: &Bound<'_, PyAny>) -> PyResult<Option<File>> {
     };
     let file = dup_fd(fd)?;
     Ok(file.metadata().is_ok_and(|m| m.is_file()).then_some(file))
-}
-
-/// Tells the cycle collector to track `obj` or not. An object whose references are all atomic
-/// (`str`, `bytes`, `None`) cannot be part of a cycle, so tracking it only costs: 100,000 tracked
-/// parameters made the full collections that their allocation triggers take about half of the
-/// time of building, encoding and iterating them (the same reasoning lets `CPython` untrack
-/// tuples and dicts of atomic objects).
-#[allow(unsafe_code)]
-fn set_gc_tracked(obj: &Bound<'_, ParamPy>, tracked: bool) {
-    let ptr = obj.as_ptr();
-    // SAFETY: `obj` is a live object (the `Bound` holds a reference and proves the thread is
-    // attached to the interpreter) whose type has `Py_TPFLAGS_HAVE_GC` (PyO3 gives every pyclass
-    // that flag, and subclasses inherit it), which is what the three calls require.
-    // `PyObject_GC_Track` must not be called on a tracked object: each call below is made only
-    // in the opposite state, as `PyObject_GC_IsTracked` reports it.
-    unsafe {
-        let is_tracked = pyo3::ffi::PyObject_GC_IsTracked(ptr) == 1;
-        if tracked && !is_tracked {
-            pyo3::ffi::PyObject_GC_Track(ptr.cast());
-        } else if !tracked && is_tracked {
-            pyo3::ffi::PyObject_GC_UnTrack(ptr.cast());
-        }
-    }
 }
 
 /// A path given as `str` or `bytes` (the exact bytes of a name that is not valid UTF-8).
@@ -287,7 +250,7 @@ impl ParamPy {
             this.holds_containers()
         };
         if holds_containers {
-            set_gc_tracked(slf, true);
+            set_gc_tracked(slf.as_any(), true);
         }
     }
 }
@@ -369,7 +332,7 @@ impl ParamPy {
         _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<()> {
         if !slf.borrow().holds_containers() && !has_instance_dict(&slf.get_type())? {
-            set_gc_tracked(slf, false);
+            set_gc_tracked(slf.as_any(), false);
         }
         Ok(())
     }
