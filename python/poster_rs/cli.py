@@ -253,6 +253,7 @@ class _DeadlineHTTPSHandler(StreamingHTTPSHandler):
         return self.do_open(
             connection,
             req,
+            # HTTPSHandler keeps its SSL context in a private attribute typeshed does not list.
             context=self._context,  # type: ignore[attr-defined]
             expect_timeout=self.expect_timeout,
         )
