@@ -250,7 +250,7 @@ impl ParamPy {
             this.holds_containers()
         };
         if holds_containers {
-            set_gc_tracked(slf.as_any(), true);
+            set_gc_tracked(slf, true);
         }
     }
 }
@@ -332,7 +332,7 @@ impl ParamPy {
         _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<()> {
         if !slf.borrow().holds_containers() && !has_instance_dict(&slf.get_type())? {
-            set_gc_tracked(slf.as_any(), false);
+            set_gc_tracked(slf, false);
         }
         Ok(())
     }

@@ -67,14 +67,18 @@ pub(crate) fn bytes_filled_by(
 /// time of building, encoding and iterating them (the same reasoning lets `CPython` untrack
 /// tuples and dicts of atomic objects).
 #[allow(unsafe_code)]
-pub(crate) fn set_gc_tracked(obj: &Bound<'_, PyAny>, tracked: bool) {
+pub(crate) fn set_gc_tracked<T: pyo3::PyClass>(obj: &Bound<'_, T>, tracked: bool) {
     let ptr = obj.as_ptr();
-    // SAFETY: `obj` is a live object (the `Bound` holds a reference and proves the thread is
-    // attached to the interpreter) whose type has `Py_TPFLAGS_HAVE_GC` (PyO3 gives every pyclass
-    // that flag, and subclasses inherit it; the callers pass pyclass instances), which is what the three calls require.
-    // `PyObject_GC_Track` must not be called on a tracked object: each call below is made only
-    // in the opposite state, as `PyObject_GC_IsTracked` reports it.
+    // SAFETY: `obj` is a live object: the `Bound` holds a reference and proves the thread is
+    // attached to the interpreter. The three GC calls require a type with `Py_TPFLAGS_HAVE_GC`
+    // (PyO3 gives every pyclass that flag, and subclasses inherit it), checked here all the
+    // same. `PyObject_GC_Track` must not be called on a tracked object: each call below is made
+    // only in the opposite state, as `PyObject_GC_IsTracked` reports it.
     unsafe {
+        let flags = pyo3::ffi::PyType_GetFlags(pyo3::ffi::Py_TYPE(ptr));
+        if flags & pyo3::ffi::Py_TPFLAGS_HAVE_GC == 0 {
+            return;
+        }
         let is_tracked = pyo3::ffi::PyObject_GC_IsTracked(ptr) == 1;
         if tracked && !is_tracked {
             pyo3::ffi::PyObject_GC_Track(ptr.cast());
