@@ -13,6 +13,7 @@ from ._poster_rs import (
     NotSeekableError,
     __version__,
 )
+from ._version import release_tuple
 from .encode import (
     MultipartParam,
     encode_and_quote,
@@ -26,7 +27,7 @@ from .encode import (
 from .ship import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
 from .stream import ChunkedMultipartStream, MultipartReader, MultipartStream
 
-version = tuple(int(x) for x in __version__.split(".")[:3])
+version = release_tuple(__version__)
 
 __all__ = [
     "BoundaryError",
