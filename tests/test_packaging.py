@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -155,3 +158,15 @@ def test_metadata_license_and_urls() -> None:
     classifiers = dist.metadata.get_all("Classifier") or []
     assert "Operating System :: POSIX :: Linux" in classifiers
     assert "Programming Language :: Python :: 3.11" in classifiers
+
+
+@pytest.mark.skipif(
+    not os.environ.get("POSTER_RS_TEST_INSTALLED"),
+    reason="checked when scripts/test-wheel runs the suite against an installed wheel",
+)
+def test_suite_runs_against_the_installed_wheel_without_rust() -> None:
+    where = Path(poster_rs.__file__).resolve()
+    site = Path(sysconfig.get_paths()["platlib"]).resolve()
+    assert where.is_relative_to(site), f"poster_rs imported from {where}, not {site}"
+    assert shutil.which("cargo") is None
+    assert shutil.which("rustc") is None
