@@ -41,6 +41,7 @@
 
 mod body;
 pub mod boundary;
+pub mod early_answer;
 mod error;
 pub mod escape;
 mod file;
@@ -48,6 +49,7 @@ mod form;
 pub mod header;
 mod part;
 mod scan;
+pub mod send;
 mod sys;
 
 // Positioned reads (`pread`) and file identities (device, inode) are Unix concepts.
