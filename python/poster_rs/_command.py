@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
+from . import _exitcodes as exitcodes
+
 # Import name -> distribution name of everything in the `cli` extra (pyproject.toml); a test
 # compares this with the installed package's metadata, so the two cannot drift apart.
 CLI_MODULES = {
@@ -15,7 +17,6 @@ CLI_MODULES = {
 }
 
 INSTALL_HINT = "pip install 'poster-rs[cli]'"
-EXIT_MISSING_DEPENDENCY = 2
 
 
 def missing_distributions() -> list[str]:
@@ -32,7 +33,7 @@ def _refuse(missing: Sequence[str]) -> int:
         f"{INSTALL_HINT}",
         file=sys.stderr,
     )
-    return EXIT_MISSING_DEPENDENCY
+    return exitcodes.USAGE  # the command cannot run as installed, like a usage error
 
 
 def main(argv: Sequence[str] | None = None) -> int:
