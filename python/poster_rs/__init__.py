@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import encode, errors
 from ._poster_rs import __version__
+from ._version import release_tuple
 
 # poster's encode API and the exceptions, exported under the names their modules list.
 from .encode import *  # noqa: F403
@@ -16,7 +17,7 @@ from .errors import *  # noqa: F403
 from .ship import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
 from .stream import ChunkedMultipartStream, MultipartReader, MultipartStream
 
-version = tuple(int(x) for x in __version__.split(".")[:3])
+version = release_tuple(__version__)
 
 __all__ = [
     "ChunkedMultipartStream",

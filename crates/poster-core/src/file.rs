@@ -36,7 +36,12 @@ impl FileStat {
         }
     }
 
-    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // field types vary by target
+    // The `stat` field types vary by target (`st_mode` is 16 bits on macOS, 32 on Linux).
+    #[allow(
+        clippy::unnecessary_cast,
+        clippy::useless_conversion,
+        clippy::cast_lossless
+    )]
     fn of_raw(stat: &rustix::fs::Stat) -> FileStat {
         let mode = stat.st_mode as u32;
         FileStat {
@@ -51,7 +56,8 @@ impl FileStat {
 }
 
 fn kind_name(mode: u32) -> Option<FileKind> {
-    match rustix::fs::FileType::from_raw_mode(mode) {
+    // `mode_t` is 16 bits on macOS, 32 on Linux: the file-type bits fit in either.
+    match rustix::fs::FileType::from_raw_mode(mode as rustix::fs::RawMode) {
         rustix::fs::FileType::RegularFile => None,
         rustix::fs::FileType::Directory => Some(FileKind::Directory),
         rustix::fs::FileType::Fifo => Some(FileKind::Fifo),
@@ -80,10 +86,7 @@ impl Measurer {
             return fs::metadata(path).map(|m| FileStat::of(&m));
         }
         if self.dir.as_ref().is_none_or(|(dir, _)| dir != parent) {
-            let flags = rustix::fs::OFlags::PATH
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC;
-            let Ok(fd) = rustix::fs::open(parent, flags, rustix::fs::Mode::empty()) else {
+            let Ok(fd) = crate::sys::open_dir_for_lookups(parent) else {
                 self.dir = None;
                 return fs::metadata(path).map(|m| FileStat::of(&m));
             };
@@ -253,7 +256,7 @@ impl FileData {
         }
         if self.given.is_none() {
             // Read-ahead hint only; failure changes nothing.
-            let _ = rustix::fs::fadvise(&*file, self.offset, None, rustix::fs::Advice::Sequential);
+            crate::sys::advise_sequential(&file, self.offset);
         }
         Ok(file)
     }

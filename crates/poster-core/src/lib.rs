@@ -35,7 +35,8 @@
 //! # }
 //! ```
 //!
-//! Files are read with `pread`, so this crate supports Unix-like systems.
+//! Files are read with `pread`, so this crate supports Unix-like systems: Linux is tested,
+//! macOS and FreeBSD compile (the few calls that differ live in one module with fallbacks).
 #![deny(missing_docs)]
 
 mod body;
@@ -50,6 +51,13 @@ mod part;
 mod scan;
 pub mod send;
 pub mod single;
+mod sys;
+
+// Positioned reads (`pread`) and file identities (device, inode) are Unix concepts.
+#[cfg(not(unix))]
+compile_error!(
+    "poster-core supports Unix-like systems (Linux, macOS, BSD); Windows is not supported"
+);
 
 pub use body::{Body, FileSpan};
 pub use error::{Error, FileKind, Result};

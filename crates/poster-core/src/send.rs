@@ -306,13 +306,13 @@ fn wait(sock: BorrowedFd<'_>, options: &SendOptions) -> Result<Readiness, SendEr
     }
 }
 
-#[cfg(test)]
+// sendfile spans exist on Linux only, and so does the one test here.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::{SendOptions, Sender};
     use crate::{Form, FormOptions, Part};
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn file_data_is_queued_for_sendfile_and_headers_are_copied() {
         let dir = std::env::temp_dir().join(format!("poster-send-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
