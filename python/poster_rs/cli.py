@@ -392,7 +392,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
     verify: bool | str = args.cacert if args.cacert else not args.insecure
     ok = failed = skipped = sent = 0
     started = time.perf_counter()
-    for result in ship_iter(
+    results = ship_iter(
         files,
         args.url,
         name=args.name,
@@ -402,18 +402,24 @@ def cmd_ship(args: argparse.Namespace) -> int:
         workers=args.jobs,
         retries=args.retries,
         timeout=args.timeout,
+        deadline=args.max_time,
         log=args.log,
         progress=_show_progress(args.progress),
         verify=verify,
-    ):
-        if result.skipped:
-            skipped += 1
-        elif result.ok:
-            ok += 1
-            sent += result.bytes
-        else:
-            failed += 1
-            print(f"poster-rs ship: FAILED {result.path}: {result.error}", file=sys.stderr)
+    )
+    try:
+        for result in results:
+            if result.skipped:
+                skipped += 1
+            elif result.ok:
+                ok += 1
+                sent += result.bytes
+            else:
+                failed += 1
+                print(f"poster-rs ship: FAILED {result.path}: {result.error}", file=sys.stderr)
+    except BlockingIOError as exc:
+        print(f"poster-rs ship: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     elapsed = time.perf_counter() - started
     print(
         f"{ok} ok, {failed} failed, {skipped} skipped (already in the log); "
@@ -494,7 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--glob", help="only files whose name matches this pattern")
     ship.add_argument("-X", "--request", default="POST", metavar="METHOD")
     ship.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'")
-    ship.add_argument("--timeout", type=float, default=60.0, metavar="S")
+    ship.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="socket timeout per operation"
+    )
+    ship.add_argument(
+        "-m",
+        "--max-time",
+        type=float,
+        metavar="S",
+        help="give an attempt at most S seconds as a whole, however slowly the server answers",
+    )
     ship.add_argument("--cacert", metavar="FILE")
     ship.add_argument("-k", "--insecure", action="store_true")
     ship.add_argument("--progress", dest="progress", action="store_true", default=None)

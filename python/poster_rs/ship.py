@@ -4,30 +4,41 @@
 ``concurrent.futures.Executor`` (threads by default; a process pool or a Dask ``distributed``
 client's executor work the same), retries connection failures and 408/429/5xx answers with
 exponential backoff and jitter (honouring ``Retry-After``), re-encoding the body for every
-attempt so nothing is sent from a consumed stream, and appends one fsynced JSON line per
-finished job to the log, so that a re-run with the same log skips what was acknowledged.
+attempt so nothing is sent from a consumed stream, and appends one JSON line per finished job
+to the log, so that a re-run with the same log skips what was acknowledged. Only network
+failures are retried: an error of the job itself (a file missing, unreadable or changed while
+it was sent) is reported at once. Proxies come from the environment (``HTTP_PROXY``,
+``HTTPS_PROXY``, ``NO_PROXY``) as for ``urllib``; ``deadline`` bounds each attempt as a whole.
 """
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import email.utils
+import errno
 import fnmatch
+import functools
 import hashlib
 import http.client
 import json
 import os
 import pathlib
 import random
+import socket
 import ssl
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import urllib.request
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ._deadline import Deadline, schedule
+from ._poster_rs import FileChangedError, NotSeekableError
+from ._results_log import ResultsLog, iter_entries, read_done
 from .encode import multipart_encode
 from .streaminghttp import StreamingHTTPConnection, StreamingHTTPSConnection
 
@@ -36,6 +47,7 @@ __all__ = [
     "UploadJob",
     "UploadResult",
     "collect_files",
+    "read_done",
     "read_log",
     "ship",
     "ship_iter",
@@ -102,7 +114,8 @@ class UploadResult:
         data = asdict(self)
         data.pop("skipped")
         data["time"] = time.time()
-        return json.dumps(data, ensure_ascii=False)
+        # ASCII only: a kill can cut the line, but never inside a character.
+        return json.dumps(data, ensure_ascii=True)
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,10 @@ class _Options:
     policy: RetryPolicy
     verify: bool | str
     expect_continue: bool
+    #: Seconds one attempt may take as a whole (connect, send, answer), or None.
+    deadline: float | None = None
+    #: ``urllib.request.getproxies()``-style mapping: scheme → proxy URL, ``"no"`` → bypass list.
+    proxies: Mapping[str, str] = field(default_factory=dict)
 
 
 class _RetryableError(Exception):
@@ -151,32 +168,128 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
+#: errno values of failures on the way to the server, worth another try.
+_NETWORK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH",
+        "ENETUNREACH", "ENETDOWN", "ENETRESET", "EHOSTDOWN", "EADDRNOTAVAIL", "ENOTCONN",
+        "ESHUTDOWN", "EPROTO",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    """Whether a failed attempt failed on the network (retry) rather than on the job's own data
+    (a file missing, unreadable or changed: report at once, another try would fail the same)."""
+    if isinstance(exc, http.client.HTTPException):
+        return True
+    if not isinstance(exc, OSError) or isinstance(exc, (FileChangedError, NotSeekableError)):
+        return False
+    if exc.filename is not None:  # errors of files carry their path, socket errors never do
+        return False
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False  # a certificate will not verify on the next attempt either
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror, ssl.SSLError)):
+        return True
+    return exc.errno in _NETWORK_ERRNOS
+
+
+@dataclass(frozen=True)
+class _Route:
+    """How requests for one (scheme, host, port) travel: straight, or through an HTTP proxy
+    (plain HTTP in absolute form; HTTPS in a CONNECT tunnel)."""
+
+    scheme: str
+    host: str
+    port: int
+    proxy: tuple[str, int] | None = None
+    proxy_headers: tuple[tuple[str, str], ...] = ()
+
+    def target(self, url: urllib.parse.SplitResult) -> str:
+        path = url.path or "/"
+        if url.query:
+            path += "?" + url.query
+        if self.proxy is not None and self.scheme == "http":
+            netloc = url.netloc.rpartition("@")[2]
+            return f"http://{netloc}{path}"
+        return path
+
+    def connect(self, options: _Options) -> http.client.HTTPConnection:
+        timeout = options.timeout
+        if options.deadline is not None:
+            timeout = min(timeout, options.deadline)
+        host, port = self.proxy or (self.host, self.port)
+        if self.scheme == "http":
+            return StreamingHTTPConnection(host, port, timeout=timeout)
+        context = ssl.create_default_context(
+            cafile=options.verify if isinstance(options.verify, str) else None
+        )
+        if options.verify is False:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        conn = StreamingHTTPSConnection(host, port, timeout=timeout, context=context)
+        if self.proxy is not None:
+            conn.set_tunnel(self.host, self.port, headers=dict(self.proxy_headers))
+        return conn
+
+
+def _bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
+    """``NO_PROXY`` as curl and requests read it: ``*``, or comma-separated names that match
+    the host or a domain it is in (a leading dot optional), optionally with ``:port``."""
+    host = host.lower()
+    for raw in no_proxy.replace(" ", ",").split(","):
+        entry = raw.strip().lower()
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and entry_port != str(port):
+            continue
+        name = name.lstrip(".").strip("[]")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+def _route(url: urllib.parse.SplitResult, proxies: Mapping[str, str]) -> _Route:
+    if url.scheme not in ("http", "https"):
+        raise ValueError(f"unsupported URL scheme {url.scheme!r} in {url.geturl()!r}")
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    proxy_url = proxies.get(url.scheme)
+    if not proxy_url or _bypasses_proxy(host, port, proxies.get("no", "")):
+        return _Route(url.scheme, host, port)
+    proxy = urllib.parse.urlsplit(proxy_url if "://" in proxy_url else f"http://{proxy_url}")
+    if proxy.scheme != "http" or not proxy.hostname:
+        raise ValueError(f"unsupported proxy {proxy_url!r}: only http://host:port proxies")
+    headers: tuple[tuple[str, str], ...] = ()
+    if proxy.username is not None:
+        user = urllib.parse.unquote(proxy.username)
+        password = urllib.parse.unquote(proxy.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers = (("Proxy-Authorization", f"Basic {token}"),)
+    return _Route(url.scheme, host, port, (proxy.hostname, proxy.port or 80), headers)
+
+
 class _ConnectionPool:
-    """Keep-alive connections of one worker thread, one per (scheme, host, port)."""
+    """Keep-alive connections of one worker thread, one per route."""
 
     def __init__(self) -> None:
-        self.connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+        self.connections: dict[_Route, http.client.HTTPConnection] = {}
+        self.routes: dict[tuple[str, str], _Route] = {}
 
-    def get(self, url: urllib.parse.SplitResult, options: _Options) -> http.client.HTTPConnection:
-        port = url.port or (443 if url.scheme == "https" else 80)
-        key = (url.scheme, url.hostname or "", port)
-        conn = self.connections.get(key)
+    def route(self, url: urllib.parse.SplitResult, options: _Options) -> _Route:
+        key = (url.scheme, url.netloc)
+        route = self.routes.get(key)
+        if route is None:
+            route = self.routes[key] = _route(url, options.proxies)
+        return route
+
+    def get(self, route: _Route, options: _Options) -> http.client.HTTPConnection:
+        conn = self.connections.get(route)
         if conn is None:
-            if url.scheme == "https":
-                context = ssl.create_default_context(
-                    cafile=options.verify if isinstance(options.verify, str) else None
-                )
-                if options.verify is False:
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                conn = StreamingHTTPSConnection(
-                    key[1], port, timeout=options.timeout, context=context
-                )
-            elif url.scheme == "http":
-                conn = StreamingHTTPConnection(key[1], port, timeout=options.timeout)
-            else:
-                raise ValueError(f"unsupported URL scheme {url.scheme!r} in {url.geturl()!r}")
-            self.connections[key] = conn
+            conn = self.connections[route] = route.connect(options)
         return conn
 
     def close(self) -> None:
@@ -187,9 +300,8 @@ class _ConnectionPool:
     # A worker thread of a caller's executor drops its pool when the thread ends.
     __del__ = close
 
-    def discard(self, url: urllib.parse.SplitResult) -> None:
-        port = url.port or (443 if url.scheme == "https" else 80)
-        conn = self.connections.pop((url.scheme, url.hostname or "", port), None)
+    def discard(self, route: _Route) -> None:
+        conn = self.connections.pop(route, None)
         if conn is not None:
             conn.close()
 
@@ -210,47 +322,65 @@ def _register_pool(pools: list[_ConnectionPool], lock: threading.Lock) -> None:
         pools.append(_pool())
 
 
+def _cut_off(conn: http.client.HTTPConnection) -> None:
+    """Shuts the connection's socket down from the deadline thread: a blocked send or recv
+    returns at once. The raw socket's shutdown, not SSLSocket's, which would drop its TLS state
+    under the worker's feet."""
+    sock = getattr(conn.sock, "_sock", conn.sock)  # a _PrefixedSocket wraps the real one
+    if isinstance(sock, socket.socket):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 def _attempt(job: UploadJob, options: _Options) -> tuple[int, int, bytes]:
     """One try: returns ``(status, body bytes sent, response body)`` or raises ``_RetryableError``
     for what deserves another try."""
     url = urllib.parse.urlsplit(job.url)
-    target = url.path or "/"
-    if url.query:
-        target += "?" + url.query
+    pool = _pool()
+    route = pool.route(url, options)
+    target = route.target(url)
     # Encoded afresh for every attempt: a retry never sends from a consumed stream, and a file
     # that changed since the last attempt is measured again.
     stream, headers = multipart_encode(job.params())
     headers.update(dict(job.headers))
+    if route.scheme == "http":
+        headers.update(dict(route.proxy_headers))
     if options.expect_continue:
         headers.setdefault("Expect", "100-continue")
-    pool = _pool()
     with stream:
         for first_try in (True, False):
-            conn = pool.get(url, options)
+            conn = pool.get(route, options)
             reused = conn.sock is not None
+            watch: Deadline | None = None
+            if options.deadline is not None:
+                watch = schedule(options.deadline, functools.partial(_cut_off, conn))
             try:
                 conn.request(job.method, target, body=stream, headers=headers)
                 response = conn.getresponse()
                 body = response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                pool.discard(url)
-                if reused and first_try:
-                    # The server had closed the kept-alive connection: once more, on a new one.
-                    stream.seek(0)
-                    continue
-                raise _RetryableError(f"connection lost: {exc}") from exc
-            except ssl.SSLCertVerificationError:
-                pool.discard(url)
-                raise  # a certificate will not verify on the next attempt either
-            except (OSError, http.client.HTTPException) as exc:
-                pool.discard(url)
-                raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
-            except BaseException:
+            except BaseException as exc:
+                if watch is not None:
+                    watch.cancel()
                 # Left mid-request, the connection would break the worker's next job.
-                pool.discard(url)
+                pool.discard(route)
+                if watch is not None and watch.expired:
+                    raise _RetryableError(
+                        f"deadline of {options.deadline:g} s exceeded ({type(exc).__name__})"
+                    ) from exc
+                if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+                    if reused and first_try:
+                        # The server had closed the kept-alive connection: once more, on a new one.
+                        stream.seek(0)
+                        continue
+                    raise _RetryableError(f"connection lost: {exc}") from exc
+                if _is_network_error(exc):
+                    raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
                 raise
+            if watch is not None:
+                watch.cancel()
+                if watch.expired:  # fired as the answer came in: the socket is shut down
+                    pool.discard(route)
             if response.will_close:
-                pool.discard(url)
+                pool.discard(route)
             status = response.status
             if status in options.policy.statuses:
                 raise _RetryableError(
@@ -282,7 +412,7 @@ def run_job(job: UploadJob, options: _Options) -> UploadResult:
             time.sleep(policy.delay(attempts - 1, exc.retry_after))
             continue
         except (OSError, ValueError, TypeError) as exc:
-            # The job itself is wrong (missing file, bad URL): retrying cannot help.
+            # The job itself is wrong (missing or unreadable file, bad URL): retrying cannot help.
             return UploadResult(
                 job.id, job.url, job.path, False, None, 0,
                 time.perf_counter() - started, attempts, error=f"{type(exc).__name__}: {exc}",
@@ -300,43 +430,9 @@ def run_job(job: UploadJob, options: _Options) -> UploadResult:
 
 
 def read_log(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """The last entry of every job in a results log (a line cut short by a kill is ignored)."""
-    entries: dict[str, dict[str, Any]] = {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(entry, dict) and isinstance(entry.get("key"), str):
-                    entries[entry["key"]] = entry
-    except FileNotFoundError:
-        pass
-    return entries
-
-
-class _Log:
-    """Appends one JSON line per finished job and fsyncs it before the job counts as done."""
-
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
-        self.file = None if path is None else open(path, "a+b")  # noqa: SIM115
-        if self.file is not None and self.file.tell() > 0:
-            # A run killed mid-write leaves a cut line: end it, so the next entry is whole.
-            self.file.seek(-1, os.SEEK_END)
-            if self.file.read(1) != b"\n":
-                self.file.write(b"\n")
-
-    def write(self, result: UploadResult) -> None:
-        if self.file is None:
-            return
-        self.file.write((result.as_json() + "\n").encode("utf-8"))
-        self.file.flush()
-        os.fsync(self.file.fileno())
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+    """The last entry of every job in a results log (a line cut short by a kill is ignored).
+    Holds every entry in memory: to resume, ``read_done`` keeps only the done keys."""
+    return {entry["key"]: entry for entry in iter_entries(path)}
 
 
 def _as_job(item: Any, url: str | None, name: str, fields: tuple[tuple[str, str], ...],
@@ -397,7 +493,9 @@ def ship_iter(
     callback: Callable[[UploadResult], object] | None = None,
     verify: bool | str = True,
     expect_continue: bool = False,
-) -> Iterator[UploadResult]:
+    deadline: float | None = None,
+    proxies: Mapping[str, str] | None = None,
+) -> Generator[UploadResult, None, None]:
     """Uploads every job and yields one ``UploadResult`` per job as it finishes.
 
     ``jobs``: ``UploadJob``s, paths (uploaded to ``url`` as the part ``name`` with ``fields``)
@@ -405,19 +503,31 @@ def ship_iter(
     count then applies) or on a thread pool. ``log``: a JSON Lines results log; jobs it
     records as done are skipped (yielded with ``skipped=True``). ``progress``: a bar on stderr
     (default: when stderr is a terminal). ``callback(result)`` is called for every job.
-    ``verify``: TLS verification (``False``, or a CA bundle path).
+    ``verify``: TLS verification (``False``, or a CA bundle path). ``deadline``: seconds one
+    attempt may take as a whole, however the server trickles (``timeout`` bounds each socket
+    operation). ``proxies``: scheme → ``http://[user:pass@]host:port``, ``"no"`` → hosts that
+    bypass it; ``None`` (default) reads ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY``, ``{}``
+    uses none.
+
+    The log is locked while the run holds it: a second run given the same log raises
+    ``BlockingIOError`` before it sends anything.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
+    if deadline is not None and not deadline > 0:
+        raise ValueError("deadline must be a positive number of seconds")
     field_pairs = tuple(fields.items() if isinstance(fields, Mapping) else fields)
     header_pairs = tuple(headers.items() if isinstance(headers, Mapping) else headers)
     policy = retry or RetryPolicy(retries=retries)
-    options = _Options(timeout, policy, verify, expect_continue)
-    done = {k for k, e in read_log(log).items() if e.get("ok")} if log is not None else set()
+    if proxies is None:
+        proxies = urllib.request.getproxies()
+    options = _Options(timeout, policy, verify, expect_continue, deadline, dict(proxies))
     job_list = [_as_job(j, url, name, field_pairs, method, header_pairs) for j in jobs]
+    # Locked before it is read: a second run sharing the log fails here, having sent nothing.
+    results_log = ResultsLog(log) if log is not None else None
+    done = results_log.done_keys() if results_log is not None else set()
     show = sys.stderr.isatty() if progress is None else progress
     bar = _Progress(show, len(job_list))
-    results_log = _Log(log)
     own_executor = executor is None
     own_pools: list[_ConnectionPool] = []
     pool = executor or concurrent.futures.ThreadPoolExecutor(
@@ -432,8 +542,8 @@ def ship_iter(
     try:
 
         def finish(result: UploadResult) -> UploadResult:
-            if not result.skipped:
-                results_log.write(result)
+            if not result.skipped and results_log is not None:
+                results_log.write(result.as_json())
             bar.update(result)
             if callback is not None:
                 callback(result)
@@ -475,7 +585,8 @@ def ship_iter(
             pool.shutdown(wait=True, cancel_futures=True)
             for connections in own_pools:
                 connections.close()
-        results_log.close()
+        if results_log is not None:
+            results_log.close()
         bar.close()
 
 
