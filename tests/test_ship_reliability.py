@@ -392,7 +392,7 @@ def test_cli_ship_honours_http_proxy(
 
 
 def test_proxy_bypass_rules() -> None:
-    from poster_rs.ship import _bypasses_proxy
+    from poster_rs._transport import _bypasses_proxy
 
     assert _bypasses_proxy("127.0.0.1", 80, "*")
     assert _bypasses_proxy("api.example.org", 443, "example.org")

@@ -7,6 +7,8 @@ Content-Length. The stream plugs into requests, httpx, aiohttp, urllib3, urllib 
 
 from __future__ import annotations
 
+import logging
+
 from ._poster_rs import (
     BoundaryError,
     FileChangedError,
@@ -27,6 +29,9 @@ from .ship import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
 from .stream import ChunkedMultipartStream, MultipartReader, MultipartStream
 
 version = tuple(int(x) for x in __version__.split(".")[:3])
+
+# Library logging is silent unless the application configures it (``poster-rs -v`` does).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "BoundaryError",

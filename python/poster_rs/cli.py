@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -22,7 +23,7 @@ from typing import Any
 from . import __version__
 from .encode import MultipartParam, multipart_encode
 from .server import FaultPlan, UploadServer
-from .ship import collect_files, ship_iter
+from .ship import count_files, iter_files, ship_iter
 from .streaminghttp import (
     StreamingHTTPHandler,
     StreamingHTTPRedirectHandler,
@@ -53,6 +54,23 @@ def parse_size(text: str) -> int:
         ) from None
     if size < 0:
         raise argparse.ArgumentTypeError(f"size must not be negative: {text!r}")
+    return size
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _positive_size(text: str) -> int:
+    size = parse_size(text)
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"size must be at least 1 byte: {text!r}")
     return size
 
 
@@ -379,21 +397,37 @@ def _field(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _verbose_logging() -> None:
+    """Shows the ``poster_rs`` logger's records (requests, retries) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("poster-rs: %(levelname)s %(message)s"))
+    logger = logging.getLogger("poster_rs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def cmd_ship(args: argparse.Namespace) -> int:
-    files = collect_files(args.paths, args.glob)
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         print(f"poster-rs ship: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_READ
-    if not files:
-        print("poster-rs ship: no files to upload", file=sys.stderr)
-        return EXIT_USAGE
+    if args.verbose:
+        _verbose_logging()
+    # Walked as the upload goes: a tree of millions of files starts uploading at once.
+    seen = 0
+
+    def files() -> Iterator[str]:
+        nonlocal seen
+        for path in iter_files(args.paths, args.glob):
+            seen += 1
+            yield path
+
     headers = dict(_parse_header(h) for h in args.header)
     verify: bool | str = args.cacert if args.cacert else not args.insecure
     ok = failed = skipped = sent = 0
     started = time.perf_counter()
     results = ship_iter(
-        files,
+        files(),
         args.url,
         name=args.name,
         fields=args.field,
@@ -406,6 +440,9 @@ def cmd_ship(args: argparse.Namespace) -> int:
         log=args.log,
         progress=_show_progress(args.progress),
         verify=verify,
+        batch=args.batch,
+        batch_bytes=args.batch_bytes,
+        totals=lambda: count_files(args.paths, args.glob),
     )
     try:
         for result in results:
@@ -419,6 +456,9 @@ def cmd_ship(args: argparse.Namespace) -> int:
                 print(f"poster-rs ship: FAILED {result.path}: {result.error}", file=sys.stderr)
     except BlockingIOError as exc:
         print(f"poster-rs ship: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    if seen == 0:
+        print("poster-rs ship: no files to upload", file=sys.stderr)
         return EXIT_USAGE
     elapsed = time.perf_counter() - started
     print(
@@ -498,6 +538,21 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--retries", type=int, default=5, help="retries per file (5)")
     ship.add_argument("--log", help="JSON Lines results log; a re-run skips what it records")
     ship.add_argument("--glob", help="only files whose name matches this pattern")
+    ship.add_argument(
+        "--batch",
+        type=_positive_int,
+        metavar="N",
+        help="send up to N files per request, as repeated parts (results stay per file)",
+    )
+    ship.add_argument(
+        "--batch-bytes",
+        type=_positive_size,
+        metavar="SIZE",
+        help="send files together up to SIZE bytes per request (e.g. 8M; a larger file alone)",
+    )
+    ship.add_argument(
+        "-v", "--verbose", action="store_true", help="log every request and retry on stderr"
+    )
     ship.add_argument("-X", "--request", default="POST", metavar="METHOD")
     ship.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'")
     ship.add_argument(
