@@ -7,11 +7,13 @@ import hashlib
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from poster_rs.server import UploadServer
 
 
 def sha256(data: bytes) -> str:
@@ -71,3 +73,33 @@ def assert_exactly_once(records: list[dict[str, Any]], expected: dict[str, str])
     assert not extra, f"unexpected files received: {extra[:5]}"
     bad = [p["filename"] for p in parts if p["sha256"] != by_name[p["filename"]]]
     assert not bad, f"{len(bad)} files arrived corrupted, e.g. {bad[:5]}"
+
+
+class SlowUploadServer(UploadServer):
+    """An UploadServer that takes ``delay`` seconds per request, so a job can be killed
+    half-way."""
+
+    delay = 0.01
+
+    def record(self, path: str, parts: list[dict[str, Any]], size: int) -> None:
+        time.sleep(self.delay)
+        super().record(path, parts, size)
+
+
+def count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def wait_quiet(server: UploadServer, quiet: float = 0.3, limit: float = 10.0) -> None:
+    """Waits (bounded) until the server has recorded nothing new for ``quiet`` seconds."""
+    deadline = time.monotonic() + limit
+    count, since = server.received_count, time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, "the server did not settle"
+        time.sleep(0.02)
+        if server.received_count != count:
+            count, since = server.received_count, time.monotonic()

@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _ship_helpers import assert_exactly_once, bounded, file_parts, make_files, sha256
+from _ship_helpers import (
+    SlowUploadServer,
+    assert_exactly_once,
+    bounded,
+    count_lines,
+    file_parts,
+    make_files,
+    sha256,
+    wait_quiet,
+)
 from poster_rs import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
 from poster_rs.server import FaultPlan, UploadServer
 from poster_rs.ship import collect_files, read_log
@@ -488,36 +497,6 @@ def test_read_log_ignores_garbage_and_keeps_last_entry(tmp_path: Path) -> None:
 CLI = [sys.executable, "-m", "poster_rs"]
 
 
-class SlowUploadServer(UploadServer):
-    """An UploadServer that takes ``delay`` seconds per request, so a job can be killed
-    half-way."""
-
-    delay = 0.01
-
-    def record(self, path: str, parts: list[dict[str, Any]], size: int) -> None:
-        time.sleep(self.delay)
-        super().record(path, parts, size)
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as f:
-            return sum(1 for _ in f)
-    except FileNotFoundError:
-        return 0
-
-
-def _wait_quiet(server: UploadServer, quiet: float = 0.3, limit: float = 10.0) -> None:
-    """Waits (bounded) until the server has recorded nothing new for ``quiet`` seconds."""
-    deadline = time.monotonic() + limit
-    count, since = server.received_count, time.monotonic()
-    while time.monotonic() - since < quiet:
-        assert time.monotonic() < deadline, "the server did not settle"
-        time.sleep(0.02)
-        if server.received_count != count:
-            count, since = server.received_count, time.monotonic()
-
-
 def test_killed_cli_job_resumes_from_its_log(tmp_path: Path) -> None:
     total = 600
     src = tmp_path / "src"
@@ -530,7 +509,7 @@ def test_killed_cli_job_resumes_from_its_log(tmp_path: Path) -> None:
         )
         try:
             deadline = time.monotonic() + 60
-            while _count_lines(log) < total // 2:
+            while count_lines(log) < total // 2:
                 if proc.poll() is not None:
                     assert proc.stderr is not None
                     pytest.fail(
@@ -550,7 +529,7 @@ def test_killed_cli_job_resumes_from_its_log(tmp_path: Path) -> None:
             proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
         # Requests in flight at the kill may still be recorded: wait until the server is quiet.
-        _wait_quiet(server)
+        wait_quiet(server)
         run1_records = list(server.received)
         run1_ok = {e["path"] for e in read_log(log).values() if e["ok"]}
         assert total // 2 <= len(run1_ok) < total
