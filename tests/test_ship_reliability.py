@@ -465,3 +465,27 @@ def test_cli_max_time(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "deadline of 1 s exceeded" in result.stderr
     assert elapsed < 10
+
+
+def test_watchdog_fires_once_on_time_and_never_after_cancel() -> None:
+    import threading
+
+    from poster_rs import _watchdog
+
+    fired = threading.Event()
+    started = time.monotonic()
+    alarm = _watchdog.schedule(0.2, fired.set)
+    assert fired.wait(5)
+    assert 0.15 <= time.monotonic() - started < 2
+    assert alarm.expired
+    calls: list[int] = []
+    cancelled = [_watchdog.schedule(0.05, lambda: calls.append(1)) for _ in range(600)]
+    for each in cancelled:
+        each.cancel()
+    time.sleep(0.3)
+    assert calls == []
+    assert not any(each.expired for each in cancelled)
+    # Cancelled alarms do not pile up in the heap.
+    timer = _watchdog._timer
+    assert timer is not None
+    assert len(timer.heap) < 300

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._deadline import Deadline, schedule
 from ._poster_rs import FileChangedError, NotSeekableError
+from ._watchdog import Alarm, schedule
 from .encode import multipart_encode
 from .streaminghttp import StreamingHTTPConnection, StreamingHTTPSConnection
 
@@ -276,7 +276,7 @@ def send(
         for first_try in (True, False):
             conn = pool.get(route, transport)
             reused = conn.sock is not None
-            watch: Deadline | None = None
+            watch: Alarm | None = None
             if transport.deadline is not None:
                 watch = schedule(transport.deadline, functools.partial(_cut_off, conn))
             try:

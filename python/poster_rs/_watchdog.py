@@ -1,4 +1,4 @@
-"""Deadlines for blocking socket work: after ``seconds``, a callback runs on one shared timer
+"""A watchdog for blocking socket work: after ``seconds``, a callback runs on one shared timer
 thread (it shuts the attempt's socket down, which wakes whatever send or recv is blocked on it).
 
 A socket timeout bounds each operation, not the whole; a server that drips a byte a second
@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["Deadline", "schedule"]
+__all__ = ["Alarm", "schedule"]
 
 
-class Deadline:
+class Alarm:
     """A scheduled callback. ``expired`` is true once it has run; ``cancel()`` stops it (and
     waits for it if it is running, so nothing fires after ``cancel`` returns)."""
 
@@ -49,20 +49,20 @@ class _Timer:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.cond = threading.Condition()
-        self.heap: list[tuple[float, int, Deadline]] = []
+        self.heap: list[tuple[float, int, Alarm]] = []
         self.order = itertools.count()
-        self.thread = threading.Thread(target=self._run, name="poster-rs-deadline", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="poster-rs-watchdog", daemon=True)
         self.thread.start()
 
-    def add(self, deadline: Deadline) -> None:
+    def add(self, alarm: Alarm) -> None:
         with self.cond:
             heap = self.heap
             if len(heap) > 256 and sum(d.cancelled for _, _, d in heap) * 2 > len(heap):
-                # Most attempts end long before their deadline: drop their entries now and then.
+                # Most attempts end long before their alarm: drop their entries now and then.
                 heap[:] = [item for item in heap if not item[2].cancelled]
                 heapq.heapify(heap)
-            heapq.heappush(heap, (deadline.when, next(self.order), deadline))
-            if heap[0][2] is deadline:
+            heapq.heappush(heap, (alarm.when, next(self.order), alarm))
+            if heap[0][2] is alarm:
                 self.cond.notify()
 
     def _run(self) -> None:
@@ -76,23 +76,23 @@ class _Timer:
                         continue
                     wait = self.heap[0][0] - time.monotonic()
                     if wait <= 0:
-                        deadline = heapq.heappop(self.heap)[2]
+                        alarm = heapq.heappop(self.heap)[2]
                         break
                     self.cond.wait(wait)
-            deadline._fire()
+            alarm._fire()
 
 
 _timer: _Timer | None = None
 _timer_lock = threading.Lock()
 
 
-def schedule(seconds: float, callback: Callable[[], object]) -> Deadline:
-    """Runs ``callback`` in ``seconds`` unless the returned ``Deadline`` is cancelled first."""
+def schedule(seconds: float, callback: Callable[[], object]) -> Alarm:
+    """Runs ``callback`` in ``seconds`` unless the returned ``Alarm`` is cancelled first."""
     global _timer
     with _timer_lock:
         if _timer is None or _timer.pid != os.getpid():  # a forked child has no timer thread
             _timer = _Timer()
         timer = _timer
-    deadline = Deadline(time.monotonic() + seconds, callback)
-    timer.add(deadline)
-    return deadline
+    alarm = Alarm(time.monotonic() + seconds, callback)
+    timer.add(alarm)
+    return alarm
