@@ -6,6 +6,7 @@ threads, stopped with bounded joins:
   relays to 127.0.0.1;
 - ``DripServer``: a server that answers a byte at a time (``mode="drip"``), or never reads the
   request body (``mode="stall"``), to test overall deadlines;
+- ``FlakyServer``: 503 for the first requests, then 200;
 - ``TruncatingServer``: truncates a file as soon as a request for it arrives, then reads the
   body: the client's file shrinks while it is being sent.
 """
@@ -278,3 +279,56 @@ class TruncatingServer(_SocketServer):
                 return
             left -= len(chunk)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+class FlakyServer(ThreadingHTTPServer):
+    """Answers the first ``fail`` requests with 503, then 200 (``ok``); keeps every request's
+    ``(status, body size)`` in ``sizes``, and the last body in ``last_body``."""
+
+    daemon_threads = True
+
+    def __init__(self, fail: int) -> None:
+        super().__init__(("127.0.0.1", 0), _FlakyHandler)
+        self.fail = fail
+        self.lock = threading.Lock()
+        self.sizes: list[tuple[int, int]] = []
+        self.last_body = b""
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/"
+        self.thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+        self.thread.join(timeout=10)
+
+
+class _FlakyHandler(BaseHTTPRequestHandler):
+    server: FlakyServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", ""):
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+        with self.server.lock:
+            self.server.last_body = body
+            status = 503 if len(self.server.sizes) < self.server.fail else 200
+            self.server.sizes.append((status, len(body)))
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")

@@ -39,6 +39,7 @@ from _ship_helpers import (
     sha256,
     wait_quiet,
 )
+from _ship_servers import FlakyServer
 from poster_rs import RetryPolicy, UploadJob, multipart_encode, ship, ship_iter
 from poster_rs.progress import ByteCounter, rich_callback, tqdm_callback
 from poster_rs.server import UploadServer
@@ -160,52 +161,9 @@ def test_batch_and_batch_bytes_together(tmp_path: Path, upload_server: UploadSer
     assert counts == [2] + [4] * 7
 
 
-class _ScriptedBatchServer(ThreadingHTTPServer):
-    """Answers the first ``fail`` requests with 503, then 200; keeps every body's size."""
-
-    daemon_threads = True
-
-    def __init__(self, fail: int) -> None:
-        super().__init__(("127.0.0.1", 0), _ScriptedBatchHandler)
-        self.fail = fail
-        self.lock = threading.Lock()
-        self.sizes: list[tuple[int, int]] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/"
-        self.thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def __enter__(self) -> _ScriptedBatchServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
-        self.thread.join(timeout=10)
-
-
-class _ScriptedBatchHandler(BaseHTTPRequestHandler):
-    server: _ScriptedBatchServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with self.server.lock:
-            status = 503 if len(self.server.sizes) < self.server.fail else 200
-            self.server.sizes.append((status, len(body)))
-        self.send_response(status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-
 def test_failing_batch_is_retried_whole(tmp_path: Path) -> None:
     expected = make_files(tmp_path / "src", 8, seed=8)
-    with _ScriptedBatchServer(fail=2) as server:
+    with FlakyServer(fail=2) as server:
         results = bounded(
             ship, sorted(expected), server.url, batch=8, retry=FAST_RETRY, workers=1,
             progress=False,
@@ -221,7 +179,7 @@ def test_failed_batch_is_not_done_and_resumes(tmp_path: Path) -> None:
     expected = make_files(tmp_path / "src", 6, seed=6)
     log = tmp_path / "log.jsonl"
     policy = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.01)
-    with _ScriptedBatchServer(fail=2) as server:
+    with FlakyServer(fail=2) as server:
         first = bounded(ship, sorted(expected), server.url, batch=6, retry=policy, log=log,
                         progress=False)  # fmt: skip
         assert all(not r.ok and r.status == 503 for r in first)
@@ -431,7 +389,7 @@ def test_logger_info_per_request_and_warning_per_retry(
 ) -> None:
     (path,) = make_files(tmp_path / "src", 1, seed=1)
     caplog.set_level(logging.INFO, logger="poster_rs")
-    with _ScriptedBatchServer(fail=1) as server:
+    with FlakyServer(fail=1) as server:
         (result,) = bounded(ship, [path], server.url, retry=FAST_RETRY, progress=False)
     assert result.ok
     records = [r for r in caplog.records if r.name.startswith("poster_rs")]
@@ -454,7 +412,7 @@ def test_library_logging_is_silent_by_default(
         " progress=False); print(r[0].attempts)"
     )
     (path,) = make_files(tmp_path / "src", 1, seed=2)
-    with _ScriptedBatchServer(fail=1) as server:
+    with FlakyServer(fail=1) as server:
         result = subprocess.run(
             [sys.executable, "-c", code, path, server.url],
             capture_output=True, text=True, timeout=60, check=False,
@@ -466,7 +424,7 @@ def test_library_logging_is_silent_by_default(
 
 def test_cli_verbose_shows_requests_and_retries(tmp_path: Path) -> None:
     make_files(tmp_path / "src", 2, seed=3)
-    with _ScriptedBatchServer(fail=1) as server:
+    with FlakyServer(fail=1) as server:
         result = subprocess.run(
             [*CLI, "ship", server.url, str(tmp_path / "src"), "-v", "-j", "1"],
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,

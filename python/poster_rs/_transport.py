@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._poster_rs import FileChangedError, NotSeekableError
+from ._throttle import ThrottledBody, shared_limiter
 from ._watchdog import Alarm, schedule
 from .encode import multipart_encode
 from .streaminghttp import StreamingHTTPConnection, StreamingHTTPSConnection
@@ -49,6 +50,8 @@ class Transport:
     deadline: float | None = None
     #: ``urllib.request.getproxies()``-style mapping: scheme → proxy URL, ``"no"`` → bypass list.
     proxies: Mapping[str, str] = field(default_factory=dict)
+    #: Bytes per second for all the sends of this process, or None.
+    limit_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,9 @@ def send(
         request_headers.update(dict(route.proxy_headers))
     if transport.expect_continue:
         request_headers.setdefault("Expect", "100-continue")
+    body: Any = stream
+    if transport.limit_rate is not None:
+        body = ThrottledBody(stream, shared_limiter(transport.limit_rate))
     with stream:
         for first_try in (True, False):
             conn = pool.get(route, transport)
@@ -280,7 +286,7 @@ def send(
             if transport.deadline is not None:
                 watch = schedule(transport.deadline, functools.partial(_cut_off, conn))
             try:
-                conn.request(method, target, body=stream, headers=request_headers)
+                conn.request(method, target, body=body, headers=request_headers)
                 response = conn.getresponse()
                 body = response.read()
             except BaseException as exc:

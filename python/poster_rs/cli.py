@@ -21,6 +21,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import __version__
+from ._curl_options import (
+    basic_authorization,
+    open_with_retries,
+    proxy_handler,
+    stdin_param,
+    throttled,
+    write_output,
+)
 from .encode import MultipartParam, multipart_encode
 from .server import FaultPlan, UploadServer
 from .ship import count_files, iter_files, ship_iter
@@ -119,7 +127,10 @@ def parse_form_option(option: str) -> MultipartParam:
         path, *options = _split_options(rest[1:])
         if not path:
             raise ValueError(f"-F {option!r}: no file name after {rest[0]!r}")
-        param = MultipartParam.from_file(name, os.path.expanduser(_unquote(path)))
+        if _unquote(path) == "-":
+            param = stdin_param(name, as_file)
+        else:
+            param = MultipartParam.from_file(name, os.path.expanduser(_unquote(path)))
         if not as_file:
             param.filename = None
             param.filetype = None
@@ -213,12 +224,30 @@ def _ssl_context(cacert: str | None, insecure: bool) -> ssl.SSLContext:
     return context
 
 
-def _opener(context: ssl.SSLContext | None, expect_continue: bool) -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(
+def _opener(
+    context: ssl.SSLContext | None, expect_continue: bool, proxy: str | None = None
+) -> urllib.request.OpenerDirector:
+    handlers: list[urllib.request.BaseHandler] = [
         StreamingHTTPHandler(expect_continue=expect_continue),
         StreamingHTTPRedirectHandler(),
         StreamingHTTPSHandler(context=context, expect_continue=expect_continue),
-    )
+    ]
+    if proxy is not None:
+        handlers.append(proxy_handler(proxy))
+    return urllib.request.build_opener(*handlers)
+
+
+def _rewind(stream: Any) -> bool:
+    """Puts a body back at its start for ``--retry``; False if it cannot be (stdin)."""
+    try:
+        stream.seek(0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _warn(message: str) -> None:
+    print(f"poster-rs: {message}", file=sys.stderr)
 
 
 def _show_progress(flag: bool | None) -> bool:
@@ -231,6 +260,10 @@ def cmd_post(args: argparse.Namespace) -> int:
     try:
         params = [parse_form_option(option) for option in args.form]
         extra_headers = dict(_parse_header(h) for h in args.header)
+        if args.user is not None:
+            extra_headers["Authorization"] = basic_authorization(args.user)
+        if args.proxy is not None:
+            proxy_handler(args.proxy)  # a bad -x is a usage error, found before any upload
     except FileNotFoundError as exc:
         print(f"poster-rs: {exc.filename}: no such file", file=sys.stderr)
         return EXIT_READ
@@ -247,20 +280,25 @@ def cmd_post(args: argparse.Namespace) -> int:
     progress.start(stream, params)
     headers.update(extra_headers)
     method = args.request or "POST"
-    request = urllib.request.Request(args.url, data=stream, headers=headers, method=method)
+    body_source = throttled(stream, args.limit_rate)
     context = _ssl_context(args.cacert, args.insecure) if args.url.startswith("https:") else None
-    opener = _opener(context, args.expect_continue)
+    opener = _opener(context, args.expect_continue, args.proxy)
     started = time.perf_counter()
     status = 0
+
+    def attempt() -> tuple[int, bytes]:
+        request = urllib.request.Request(args.url, data=body_source, headers=headers, method=method)
+        with opener.open(request, timeout=args.timeout) as response:
+            return response.status, response.read()
+
     try:
-        with stream, opener.open(request, timeout=args.timeout) as response:
-            body = response.read()
-            status = response.status
+        with stream:
+            status, body = open_with_retries(
+                attempt, args.retry, lambda: _rewind(stream), warn=_warn
+            )
     except urllib.error.HTTPError as exc:
         progress.close()
-        body = exc.read()
-        sys.stdout.buffer.write(body)
-        sys.stdout.flush()
+        write_output(exc.read(), args.output)
         print(f"poster-rs: HTTP {exc.code} {exc.reason}", file=sys.stderr)
         return EXIT_HTTP
     except urllib.error.URLError as exc:
@@ -280,10 +318,7 @@ def cmd_post(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     elapsed = time.perf_counter() - started
-    sys.stdout.buffer.write(body)
-    if body and not body.endswith(b"\n"):
-        sys.stdout.buffer.write(b"\n")
-    sys.stdout.flush()
+    write_output(body, args.output)
     if args.verbose:
         size = stream.total or 0
         print(
@@ -442,6 +477,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
         verify=verify,
         batch=args.batch,
         batch_bytes=args.batch_bytes,
+        limit_rate=args.limit_rate,
         totals=lambda: count_files(args.paths, args.glob),
     )
     try:
@@ -512,6 +548,26 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"
     )
+    post.add_argument("-u", "--user", metavar="USER:PASSWORD", help="HTTP Basic credentials")
+    post.add_argument(
+        "-x", "--proxy", metavar="[http://][USER:PASSWORD@]HOST[:PORT]", help="use this proxy"
+    )
+    post.add_argument(
+        "-o", "--output", metavar="FILE", help="write the response body to FILE, not stdout"
+    )
+    post.add_argument(
+        "--retry",
+        type=int,
+        default=0,
+        metavar="N",
+        help="retry a transient failure (connection, timeout, 408/429/5xx) up to N times",
+    )
+    post.add_argument(
+        "--limit-rate",
+        type=_positive_size,
+        metavar="SIZE",
+        help="cap the upload at SIZE bytes per second (e.g. 500K)",
+    )
     post.add_argument("-v", "--verbose", action="store_true", help="report status and rate")
     post.set_defaults(func=cmd_post)
 
@@ -549,6 +605,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_size,
         metavar="SIZE",
         help="send files together up to SIZE bytes per request (e.g. 8M; a larger file alone)",
+    )
+    ship.add_argument(
+        "--limit-rate",
+        type=_positive_size,
+        metavar="SIZE",
+        help="cap the upload rate of the whole run at SIZE bytes per second (e.g. 500K, 10M)",
     )
     ship.add_argument(
         "-v", "--verbose", action="store_true", help="log every request and retry on stderr"

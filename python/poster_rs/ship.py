@@ -446,6 +446,7 @@ def ship_iter(
     expect_continue: bool = False,
     deadline: float | None = None,
     proxies: Mapping[str, str] | None = None,
+    limit_rate: float | None = None,
     batch: int | None = None,
     batch_bytes: int | None = None,
     log_sync_interval: float = DEFAULT_SYNC_INTERVAL,
@@ -478,7 +479,8 @@ def ship_iter(
     ``deadline``: seconds one attempt may take as a whole, however the server trickles
     (``timeout`` bounds each socket operation). ``proxies``: scheme →
     ``http://[user:pass@]host:port``, ``"no"`` → hosts that bypass it; ``None`` (default) reads
-    ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY``, ``{}`` uses none.
+    ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY``, ``{}`` uses none. ``limit_rate``: a
+    bandwidth cap in bytes per second for the whole run (per process with a process pool).
 
     Logging: the ``poster_rs`` logger gets an INFO record per request and a WARNING per retry.
     """
@@ -490,12 +492,14 @@ def ship_iter(
         raise ValueError("batch must be at least 1")
     if batch_bytes is not None and batch_bytes < 1:
         raise ValueError("batch_bytes must be at least 1")
+    if limit_rate is not None and not limit_rate > 0:
+        raise ValueError("limit_rate must be a positive number of bytes per second")
     field_pairs = tuple(fields.items() if isinstance(fields, Mapping) else fields)
     header_pairs = tuple(headers.items() if isinstance(headers, Mapping) else headers)
     policy = retry or RetryPolicy(retries=retries)
     if proxies is None:
         proxies = urllib.request.getproxies()
-    transport = Transport(timeout, verify, expect_continue, deadline, dict(proxies))
+    transport = Transport(timeout, verify, expect_continue, deadline, dict(proxies), limit_rate)
     options = _Options(transport, policy)
     # Locked before it is read: a second run sharing the log fails here, having sent nothing.
     results_log = (
