@@ -210,6 +210,21 @@ def test_cli_refuses_a_log_locked_by_another_process(
     assert upload_server.received_count == 0
 
 
+def test_cli_log_that_cannot_be_opened_is_a_clear_error(
+    tmp_path: Path, upload_server: UploadServer
+) -> None:
+    make_files(tmp_path / "src", 2, seed=2)
+    log = tmp_path / "no such dir" / "log.jsonl"
+    result = subprocess.run(
+        [*CLI, "ship", upload_server.url, str(tmp_path / "src"), "--log", str(log)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "results log" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert upload_server.received_count == 0
+
+
 # --- local errors are not network errors ---------------------------------------------------------
 
 

@@ -493,6 +493,9 @@ def cmd_ship(args: argparse.Namespace) -> int:
     except BlockingIOError as exc:
         print(f"poster-rs ship: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the results log cannot be opened or written
+        print(f"poster-rs ship: results log: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if seen == 0:
         print("poster-rs ship: no files to upload", file=sys.stderr)
         return EXIT_USAGE
