@@ -42,6 +42,7 @@ import concurrent.futures
 import contextlib
 import cProfile
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -156,8 +157,9 @@ def _child_api(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _child_dask(spec: dict[str, Any]) -> dict[str, Any]:
-    import distributed
     from poster_rs import ship
+
+    distributed: Any = importlib.import_module("distributed")  # untyped
 
     with (
         distributed.LocalCluster(
@@ -338,7 +340,7 @@ def run_case(
             os.unlink(f.name)
         if code != 0:
             raise RuntimeError(f"{case}: exit {code}: {err.strip()[-2000:]}")
-        result = json.loads(out.strip().splitlines()[-1])
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     elif case in (CLI, CLI_LOG, CLI_BATCH):
         with tempfile.TemporaryDirectory() as work:
             log_path = Path(work) / "log.jsonl"
@@ -399,7 +401,7 @@ def verify(
 ) -> None:
     """Uploads the first files to ``/verify`` and checks what the server parsed: every file
     once, with its name, size and SHA-256 (a batch's parts checked by their digest)."""
-    from .verify import compare
+    from .verify import Part, compare
 
     sample = paths[:VERIFY_FILES]
     if case == CEILING_BATCH:
@@ -411,7 +413,7 @@ def verify(
     seen: list[str] = []
     for reply in replies:
         if reply.get("count", 0) > 2:
-            expected = [("file", p.name, size, sums[p.name]) for p in sample]
+            expected: list[Part] = [("file", p.name, size, sums[p.name]) for p in sample]
             problem = compare(expected, reply)
             if problem is not None:
                 raise RuntimeError(f"{case}: {problem}")

@@ -65,9 +65,10 @@ def assert_results_ok(results: list[UploadResult], expected: dict[str, str]) -> 
     assert len(results) == len(expected)
     failed = [(r.path, r.status, r.error) for r in results if not r.ok]
     assert not failed, f"{len(failed)} jobs failed, e.g. {failed[:3]}"
-    assert sorted(r.path for r in results) == sorted(expected)
+    assert sorted(r.path or "" for r in results) == sorted(expected)
     assert len({r.key for r in results}) == len(results)
     for r in results:
+        assert r.path is not None
         assert r.status == 200
         assert not r.skipped
         assert r.attempts >= 1
@@ -327,7 +328,9 @@ def test_connection_refused_is_retried_then_reported(one_file: str) -> None:
     assert "refused" in (result.error or "").lower()
 
 
-def test_missing_file_fails_at_once_without_retry(upload_server: UploadServer, tmp_path) -> None:
+def test_missing_file_fails_at_once_without_retry(
+    upload_server: UploadServer, tmp_path: Path
+) -> None:
     missing = str(tmp_path / "nope.bin")
     (result,) = bounded(ship, [missing], upload_server.url, retries=5, progress=False)
     assert (result.ok, result.status, result.attempts, result.bytes) == (False, None, 1, 0)
@@ -418,7 +421,7 @@ def test_callback_called_once_per_job_including_skipped(
         timeout=TIMEOUT,
     )  # fmt: skip
     assert len(seen) == len(paths) == len(results)
-    assert sorted(r.path for r in seen) == sorted(paths)
+    assert sorted(r.path or "" for r in seen) == sorted(paths)
     assert [id(r) for r in seen] == [id(r) for r in results]  # the same objects, same order
     assert sum(r.skipped for r in seen) == 10
     assert {r.path for r in seen if r.skipped} == set(paths[:10])
@@ -722,7 +725,7 @@ def test_ship_iter_stops_early_without_hanging(tmp_path: Path, upload_server: Up
     def first_then_stop() -> UploadResult:
         iterator = ship_iter(list(expected), upload_server.url, workers=2, progress=False)
         first = next(iterator)
-        iterator.close()  # type: ignore[attr-defined]
+        iterator.close()
         return first
 
     first = bounded(first_then_stop, limit=30)
