@@ -465,3 +465,29 @@ def test_log_group_commit_syncs_far_less_than_per_line(
     bounded(ship, sorted(expected)[:100], upload_server.url, log=log2, log_sync_lines=10,
             log_sync_interval=3600, progress=False)  # fmt: skip
     assert syncs["n"] == 100 // 10 + 1  # ten full groups, and the sync at close
+
+
+def test_process_pool_tasks_carry_several_requests_and_lose_none(tmp_path: Path) -> None:
+    """On another process's executor one task runs several requests (small files), big files
+    go alone; batches by bytes on top: every file arrives exactly once."""
+    import concurrent.futures
+    import multiprocessing
+
+    expected = make_files(tmp_path / "src", 90, low=1000, high=9000, seed=90)
+    big = tmp_path / "src" / "zz_big.bin"
+    big.write_bytes(os.urandom(5 << 20))  # over a task's bytes: a task of its own
+    expected[str(big)] = sha256(big.read_bytes())
+    context = multiprocessing.get_context("spawn")
+    with (
+        UploadServer("127.0.0.1", 0, tmp_path / "store") as server,
+        concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=context) as executor,
+    ):
+        results = bounded(
+            ship, sorted(expected), server.url, executor=executor, batch_bytes=20_000,
+            progress=False, timeout=TIMEOUT, limit=90,
+        )  # fmt: skip
+        records = list(server.received)
+    assert len(results) == len(expected)
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
+    assert_exactly_once(records, expected)
+    assert any(len(r["parts"]) > 1 for r in records)

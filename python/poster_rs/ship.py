@@ -66,6 +66,11 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Response bodies are kept in results up to this many bytes.
 RESPONSE_KEEP = 64 * 1024
 
+#: Requests per task on an executor of other processes (a process pool, Dask), at most, and
+#: bytes of file data from which a task takes no more.
+TASK_REQUESTS = 16
+TASK_BYTES = 4 << 20
+
 _logger = logging.getLogger(__name__)
 
 
@@ -276,6 +281,12 @@ def _finish(
         UploadResult(job.id, job.url, job.path, ok, status, share, elapsed, attempts, text, error)
         for job, share in zip(jobs, shares, strict=True)
     ]
+
+
+def run_batches(groups: Sequence[Sequence[UploadJob]], options: _Options) -> list[UploadResult]:
+    """``run_batch`` of each group in turn: one task of a process pool or Dask, several
+    requests."""
+    return [result for group in groups for result in run_batch(group, options)]
 
 
 def run_job(job: UploadJob, options: _Options) -> UploadResult:
@@ -511,7 +522,9 @@ def ship_iter(
     own_pools: list[ConnectionPool] = []
     pool: concurrent.futures.Executor | None = None
     bar: _ShipBar | None = None
-    pending: dict[concurrent.futures.Future[list[UploadResult]], tuple[UploadJob, ...]] = {}
+    pending: dict[
+        concurrent.futures.Future[list[UploadResult]], tuple[tuple[UploadJob, ...], ...]
+    ] = {}
     try:
         done = results_log.done_keys() if results_log is not None else set()
         show = sys.stderr.isatty() if progress is None else progress
@@ -528,6 +541,12 @@ def ship_iter(
         )
         batcher = _Batcher(batch or (1 << 62 if batch_bytes is not None else 1), batch_bytes)
         window = max(workers, 1) * 4
+        # Another process's task costs pickling and a scheduler round trip (a Dask task, about
+        # a millisecond): there, one task carries several requests of small files, run one
+        # after another (up to TASK_REQUESTS, or TASK_BYTES of file data: big files go alone).
+        per_task = 1 if threaded else TASK_REQUESTS
+        waiting: list[tuple[UploadJob, ...]] = []
+        waiting_bytes = 0
         queue = iter(jobs)
         # A bar or a log needs attention now and then, even while no job finishes.
         tick = 0.2 if (bar.bar is not None or results_log is not None) else None
@@ -558,8 +577,20 @@ def ship_iter(
                         )
                         continue
                     groups = batcher.add(job)
+                if per_task == 1:
+                    for group in groups:
+                        pending[pool.submit(run_batch, group, options, counter)] = (group,)
+                    continue
                 for group in groups:
-                    pending[pool.submit(run_batch, group, options, counter)] = group
+                    waiting.append(group)
+                    waiting_bytes += sum(_file_size(job.path) for job in group)
+                    if len(waiting) >= per_task or waiting_bytes >= TASK_BYTES:
+                        pending[pool.submit(run_batches, tuple(waiting), options)] = tuple(waiting)
+                        waiting.clear()
+                        waiting_bytes = 0
+                if exhausted and waiting:
+                    pending[pool.submit(run_batches, tuple(waiting), options)] = tuple(waiting)
+                    waiting.clear()
             if not pending:
                 break
             finished, _ = concurrent.futures.wait(
@@ -569,11 +600,12 @@ def ship_iter(
             if results_log is not None:
                 results_log.tick()
             for future in finished:
-                group = pending.pop(future)
+                task = pending.pop(future)
                 try:
                     results = future.result()
                 except Exception as exc:  # a worker process died, a pickling error, ...
-                    results = _fail_all(group, time.perf_counter(), 1,
+                    jobs_lost = [job for group in task for job in group]
+                    results = _fail_all(jobs_lost, time.perf_counter(), 1,
                                         f"{type(exc).__name__}: {exc}")  # fmt: skip
                 for result in results:
                     yield finish(result)
