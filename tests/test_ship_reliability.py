@@ -25,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -190,6 +191,34 @@ def test_second_run_sharing_the_log_is_refused(tmp_path: Path, upload_server: Up
     # Once the first run ended, the log is free again.
     again = bounded(ship, paths, upload_server.url, log=log, progress=False)
     assert all(r.skipped for r in again)
+
+
+def test_log_lock_ends_with_the_run_even_with_forked_workers_alive(
+    tmp_path: Path, upload_server: UploadServer
+) -> None:
+    """Process-pool workers forked during a run share the log's open file and so its lock;
+    they drop it at once, so the next run with the same (still running) pool may take it."""
+    import concurrent.futures
+    import multiprocessing
+
+    expected = make_files(tmp_path / "src", 6, seed=6)
+    log = tmp_path / "log.jsonl"
+    context = multiprocessing.get_context("fork")
+    with (
+        warnings.catch_warnings(),  # 3.12+ warns that forking a threaded process is risky
+        concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=context) as pool,
+    ):
+        warnings.simplefilter("ignore", DeprecationWarning)
+        first = bounded(ship, sorted(expected), upload_server.url, executor=pool, log=log,
+                        progress=False)  # fmt: skip
+        assert all(r.ok for r in first)
+        second = bounded(ship, sorted(expected), upload_server.url, executor=pool, log=log,
+                         progress=False)  # fmt: skip
+        assert all(r.skipped for r in second)
+        # The workers are still alive, and the log's lines are intact (they wrote nothing).
+        assert pool.submit(os.getpid).result(timeout=10) != os.getpid()
+    assert len(read_done(log)) == 6
+    assert len(log.read_bytes().splitlines()) == 6
 
 
 def test_cli_refuses_a_log_locked_by_another_process(

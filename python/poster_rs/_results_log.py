@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -83,6 +84,28 @@ def read_done(path: str | os.PathLike[str]) -> set[str]:
     return _done_from(iter_entries(path))
 
 
+#: Logs open in this process, for the fork hook below.
+_open_logs: weakref.WeakSet[ResultsLog] = weakref.WeakSet()
+
+
+def _release_in_child() -> None:
+    """A forked child (a process-pool worker started during a run) shares the log's open file
+    description, and with it the lock, which would outlive the run for as long as the worker
+    lives. The child points the descriptor at /dev/null instead: the lock stays the parent's
+    alone, and the child's file object stays valid (it never writes the log)."""
+    for log in list(_open_logs):
+        if log.file.closed:
+            continue
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, log.file.fileno())
+        finally:
+            os.close(null)
+
+
+os.register_at_fork(after_in_child=_release_in_child)
+
+
 class ResultsLog:
     """An open results log, locked against other runs until ``close()``; raises
     ``BlockingIOError`` (with the path) if another run holds it.
@@ -120,6 +143,7 @@ class ResultsLog:
         except BaseException:
             self.file.close()
             raise
+        _open_logs.add(self)
         if self.file.tell() > 0:
             # A run killed mid-write leaves a cut line: end it, so the next entry is whole.
             self.file.seek(-1, os.SEEK_END)
