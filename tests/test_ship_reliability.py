@@ -15,6 +15,7 @@ Every wait is bounded (``bounded``, subprocess timeouts, servers' own limits).
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import fcntl
 import io
@@ -533,3 +534,50 @@ def test_watchdog_fires_once_on_time_and_never_after_cancel() -> None:
     timer = _watchdog._timer
     assert timer is not None
     assert len(timer.heap) < 300
+
+
+def test_forked_child_starts_with_fresh_pools_timer_and_limiters(
+    tmp_path: Path, upload_server: UploadServer
+) -> None:
+    """After fork, a child neither sends on its parent's pooled sockets nor waits on a timer
+    thread or a lock that exists only in the parent: it ships with a deadline and a rate cap."""
+    import multiprocessing
+
+    from poster_rs import _transport, _watchdog
+
+    (path,) = make_files(tmp_path / "src", 1, seed=1)
+    # The parent's own thread-local pool holds a connection to the server now.
+    # In this thread (bounded by the socket timeout and the deadline), not in bounded()'s.
+    (result,) = ship([path], upload_server.url, executor=_Inline(), progress=False,
+                     timeout=TIMEOUT, deadline=TIMEOUT)  # fmt: skip
+    assert result.ok
+    assert _transport.thread_pool().connections
+    _watchdog.schedule(60, lambda: None).cancel()  # the parent's timer thread exists
+
+    context = multiprocessing.get_context("fork")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        process = context.Process(target=_ship_in_child, args=(path, upload_server.url))
+        process.start()
+    process.join(30)
+    assert process.exitcode == 0
+    assert upload_server.received_count == 2
+
+
+class _Inline(concurrent.futures.Executor):
+    """Runs each job in the calling thread (so its connection pool is this thread's)."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _ship_in_child(path: str, url: str) -> None:
+    from poster_rs import _transport
+
+    if _transport.thread_pool().connections:
+        os._exit(3)
+    (result,) = ship([path], url, executor=_Inline(), deadline=10, limit_rate=1 << 20,
+                     progress=False)  # fmt: skip
+    os._exit(0 if result.ok else 4)

@@ -8,6 +8,7 @@ at most 64 KiB), so the rate holds over short spans too.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +42,16 @@ class RateLimiter:
 
 _limiters: dict[float, RateLimiter] = {}
 _limiters_lock = threading.Lock()
+
+
+def _forget_in_child() -> None:
+    """A forked child paces its own sends (its locks may have been held by parent threads)."""
+    global _limiters_lock
+    _limiters.clear()
+    _limiters_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def shared_limiter(rate: float) -> RateLimiter:

@@ -11,6 +11,7 @@ import email.utils
 import errno
 import functools
 import http.client
+import os
 import socket
 import ssl
 import threading
@@ -228,6 +229,15 @@ class ConnectionPool:
 
 
 _local = threading.local()
+
+
+def _forget_in_child() -> None:
+    """A forked child must not send on its parent's sockets: its pools start empty."""
+    global _local
+    _local = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def thread_pool() -> ConnectionPool:

@@ -47,7 +47,6 @@ class Alarm:
 
 class _Timer:
     def __init__(self) -> None:
-        self.pid = os.getpid()
         self.cond = threading.Condition()
         self.heap: list[tuple[float, int, Alarm]] = []
         self.order = itertools.count()
@@ -86,11 +85,22 @@ _timer: _Timer | None = None
 _timer_lock = threading.Lock()
 
 
+def _forget_in_child() -> None:
+    """A forked child has no timer thread, and the lock may have been held by a thread that
+    does not exist there: start afresh."""
+    global _timer, _timer_lock
+    _timer = None
+    _timer_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def schedule(seconds: float, callback: Callable[[], object]) -> Alarm:
     """Runs ``callback`` in ``seconds`` unless the returned ``Alarm`` is cancelled first."""
     global _timer
     with _timer_lock:
-        if _timer is None or _timer.pid != os.getpid():  # a forked child has no timer thread
+        if _timer is None:
             _timer = _Timer()
         timer = _timer
     alarm = Alarm(time.monotonic() + seconds, callback)
