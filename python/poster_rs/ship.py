@@ -9,6 +9,10 @@ to the log, so that a re-run with the same log skips what was acknowledged. Only
 failures are retried: an error of the job itself (a file missing, unreadable or changed while
 it was sent) is reported at once. Proxies come from the environment (``HTTP_PROXY``,
 ``HTTPS_PROXY``, ``NO_PROXY``) as for ``urllib``; ``deadline`` bounds each attempt as a whole.
+
+Jobs are read lazily, a window at a time, so a generator of millions of paths starts at once;
+``batch``/``batch_bytes`` send several files per request as repeated parts, with results kept
+per file. How requests travel is ``_transport``; the log is ``_results_log``.
 """
 
 from __future__ import annotations
