@@ -24,7 +24,6 @@ import importlib
 import json
 import logging
 import os
-import pathlib
 import random
 import sys
 import threading
@@ -78,6 +77,19 @@ TASK_BYTES = 4 << 20
 _logger = logging.getLogger(__name__)
 
 
+class _FilePath(os.PathLike[str]):
+    """A path for ``multipart_encode``: what a ``pathlib.Path`` gives it (``__fspath__``),
+    at a tenth of the cost of building one (a batch of 64 small files builds 64)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
 @dataclass(frozen=True)
 class UploadJob:
     """One request: a file (``path``, sent as the part ``name``) and/or a whole ``form``
@@ -109,7 +121,7 @@ class UploadJob:
             params.extend(form.items() if isinstance(form, Mapping) else form)
         if self.path is not None:
             # A (name, path) pair is sized and rendered in Rust without a MultipartParam.
-            params.append((self.name, pathlib.Path(self.path)))
+            params.append((self.name, _FilePath(self.path)))
         return params
 
 
@@ -176,7 +188,7 @@ def _batch_params(jobs: Sequence[UploadJob]) -> list[Any]:
     if len(jobs) == 1:
         return jobs[0].params()
     first = jobs[0]
-    return [*first.fields, *((job.name, pathlib.Path(job.path or "")) for job in jobs)]
+    return [*first.fields, *((job.name, _FilePath(job.path or "")) for job in jobs)]
 
 
 def _shares(jobs: Sequence[UploadJob], response: Response) -> list[int]:
@@ -573,7 +585,7 @@ def ship_iter(
                     groups = batcher.flush()
                 else:
                     job = _as_job(item, url, name, field_pairs, method, header_pairs)
-                    if job.id in done:
+                    if done and job.id in done:
                         yield finish(
                             UploadResult(
                                 job.id, job.url, job.path, True, None, 0, 0.0, 0, skipped=True
