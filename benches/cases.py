@@ -129,15 +129,16 @@ def enc_poster(wl: Workload, ctx: Ctx, with_cb: bool = False) -> Callable[[Any],
     return run
 
 
-def up_poster_urllib(wl: Workload, ctx: Ctx) -> Callable[[Any], Result]:
+def up_poster_urllib(wl: Workload, ctx: Ctx, *, sendfile: bool = False) -> Callable[[Any], Result]:
     import urllib.request
 
     import poster_rs
 
     try:
-        from poster_rs.streaminghttp import register_openers
+        from poster_rs.streaminghttp import StreamingHTTPConnection, register_openers
     except ImportError as exc:
         raise UnavailableError(f"poster_rs.streaminghttp not importable: {exc}") from None
+    StreamingHTTPConnection.use_sendfile = sendfile
     opener = register_openers()
     params = _poster_params(wl)
 
@@ -644,6 +645,14 @@ def _cases() -> list[Case]:
     # end-to-end uploads
     add(
         "upload", "poster_rs urllib", "poster", up_poster_urllib, ENCODE_WL, note="register_openers"
+    )
+    add(
+        "upload",
+        "poster_rs urllib sendfile",
+        "poster",
+        partial(up_poster_urllib, sendfile=True),
+        BIG_FILES,
+        note="register_openers, use_sendfile=True",
     )
     add("upload", "poster_rs requests", "poster", up_poster_requests, ENCODE_WL, note="data=stream")
     add("upload", "poster_rs httpx", "poster", up_poster_httpx, ENCODE_WL, note="content=stream")

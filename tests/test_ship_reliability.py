@@ -437,7 +437,7 @@ def test_cli_ship_honours_http_proxy(
 
 
 def test_proxy_bypass_rules() -> None:
-    from poster_rs._transport import _bypasses_proxy
+    from poster_rs._ship_transport import _bypasses_proxy
 
     assert _bypasses_proxy("127.0.0.1", 80, "*")
     assert _bypasses_proxy("api.example.org", 443, "example.org")
@@ -543,7 +543,7 @@ def test_forked_child_starts_with_fresh_pools_timer_and_limiters(
     thread or a lock that exists only in the parent: it ships with a deadline and a rate cap."""
     import multiprocessing
 
-    from poster_rs import _transport, _watchdog
+    from poster_rs import _ship_transport, _watchdog
 
     (path,) = make_files(tmp_path / "src", 1, seed=1)
     # The parent's own thread-local pool holds a connection to the server now.
@@ -551,7 +551,7 @@ def test_forked_child_starts_with_fresh_pools_timer_and_limiters(
     (result,) = ship([path], upload_server.url, executor=_Inline(), progress=False,
                      timeout=TIMEOUT, deadline=TIMEOUT)  # fmt: skip
     assert result.ok
-    assert _transport.thread_pool().connections
+    assert _ship_transport.thread_pool().connections
     _watchdog.schedule(60, lambda: None).cancel()  # the parent's timer thread exists
 
     context = multiprocessing.get_context("fork")
@@ -574,9 +574,9 @@ class _Inline(concurrent.futures.Executor):
 
 
 def _ship_in_child(path: str, url: str) -> None:
-    from poster_rs import _transport
+    from poster_rs import _ship_transport
 
-    if _transport.thread_pool().connections:
+    if _ship_transport.thread_pool().connections:
         os._exit(3)
     (result,) = ship([path], url, executor=_Inline(), deadline=10, limit_rate=1 << 20,
                      progress=False)  # fmt: skip

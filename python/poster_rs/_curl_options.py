@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any, BinaryIO, TypeVar
 
+from ._ship_transport import is_network_error
 from ._throttle import RateLimiter, ThrottledBody
 from .encode import MultipartParam
 
@@ -66,11 +67,12 @@ def throttled(stream: Any, rate: int | None) -> Any:
     return stream if rate is None else ThrottledBody(stream, RateLimiter(rate))
 
 
-def write_output(body: bytes, path: str | None) -> None:
-    """The response body to ``-o FILE`` (``-`` or None: standard output, newline-terminated)."""
+def write_output(body: bytes, path: str | None, *, newline: bool = True) -> None:
+    """The response body to ``-o FILE`` (``-`` or None: standard output, ended with a newline
+    unless ``newline`` is false)."""
     if path is None or path == "-":
         sys.stdout.buffer.write(body)
-        if body and not body.endswith(b"\n"):
+        if newline and body and not body.endswith(b"\n"):
             sys.stdout.buffer.write(b"\n")
         sys.stdout.flush()
         return
@@ -79,11 +81,13 @@ def write_output(body: bytes, path: str | None) -> None:
 
 
 def _transient(exc: BaseException) -> bool:
+    """A failure worth another try: HTTP 408/429/5xx, or the network's (never a local file's:
+    missing, unreadable, changed while it was sent)."""
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code in RETRY_STATUSES
     if isinstance(exc, urllib.error.URLError):
-        return isinstance(exc.reason, OSError) and getattr(exc.reason, "filename", None) is None
-    return isinstance(exc, (ConnectionError, TimeoutError))
+        return isinstance(exc.reason, BaseException) and is_network_error(exc.reason)
+    return is_network_error(exc)
 
 
 def open_with_retries(

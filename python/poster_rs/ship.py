@@ -12,7 +12,7 @@ it was sent) is reported at once. Proxies come from the environment (``HTTP_PROX
 
 Jobs are read lazily, a window at a time, so a generator of millions of paths starts at once;
 ``batch``/``batch_bytes`` send several files per request as repeated parts, with results kept
-per file. How requests travel is ``_transport``; the log is ``_results_log``.
+per file. How requests travel is ``_ship_transport``; the log is ``_results_log``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ._results_log import (
     iter_entries,
     read_done,
 )
-from ._transport import (
+from ._ship_transport import (
     ConnectionPool,
     Response,
     RetryableError,

@@ -5,7 +5,7 @@ use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -22,9 +22,6 @@ pub(crate) struct FileStat {
     kind: Option<&'static str>,
     len: u64,
     identity: Identity,
-    uid: u32,
-    gid: u32,
-    mode: u32,
 }
 
 impl FileStat {
@@ -36,9 +33,6 @@ impl FileStat {
                 dev: meta.dev(),
                 ino: meta.ino(),
             },
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode(),
         }
     }
 
@@ -52,9 +46,6 @@ impl FileStat {
                 dev: stat.st_dev as u64,
                 ino: stat.st_ino as u64,
             },
-            uid: stat.st_uid as u32,
-            gid: stat.st_gid as u32,
-            mode,
         }
     }
 }
@@ -72,8 +63,8 @@ fn kind_name(mode: u32) -> Option<&'static str> {
 }
 
 /// Measures many paths cheaply: files of the directory measured last are looked up relative to
-/// it (`statat(2)` walks one component instead of the whole path; sizing 10,000 files costs
-/// mostly path walks).
+/// it (`statat(2)` and `openat(2)` walk one component instead of the whole path; sizing 10,000
+/// files costs mostly path walks).
 #[derive(Debug, Default)]
 pub(crate) struct Measurer {
     dir: Option<(PathBuf, rustix::fd::OwnedFd)>,
@@ -103,25 +94,33 @@ impl Measurer {
             .map(|st| FileStat::of_raw(&st))
             .map_err(io::Error::from)
     }
-}
 
-/// Whether the mode bits alone show this process may read the file. Saves `access(2)`, a second
-/// path walk per file; when in doubt (supplementary groups, ACLs) the caller asks `access(2)`.
-fn surely_readable(stat: &FileStat) -> bool {
-    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
-    let (user, group) = *IDS.get_or_init(|| {
-        (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        )
-    });
-    let mode = stat.mode;
-    user == 0
-        || (stat.uid == user && mode & 0o400 != 0)
-        || (stat.uid != user && stat.gid == group && mode & 0o040 != 0)
-        // Other-readable counts only if group-readable too: group bits would apply to a
-        // member of the file's group (supplementary groups are not looked up).
-        || (stat.uid != user && mode & 0o044 == 0o044)
+    /// Asks the kernel whether this process may read the regular file at `path`: opens it for
+    /// reading and closes it at once. Only `open(2)` hears every party to the answer: mode bits,
+    /// ACLs, capabilities (root without `CAP_DAC_OVERRIDE`), security modules, and an NFS
+    /// server squashing root. `access(2)` checks the real uid with the permitted capabilities,
+    /// and the mode bits alone miss the rest, so both let a file pass here that then fails
+    /// mid-upload. Call it after `stat` has found a regular file: opening a device or a FIFO
+    /// has side effects (a watchdog arms, a serial line resets, a blocked writer wakes up).
+    fn check_readable(&self, path: &Path) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            use rustix::fs::{Mode, OFlags};
+            // NONBLOCK: a file swapped for a FIFO since `stat` must not hang the caller.
+            let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+            let opened = match (&self.dir, path.parent(), path.file_name()) {
+                (Some((dir, fd)), Some(parent), Some(name)) if dir == parent => {
+                    rustix::fs::openat(fd, name, flags, Mode::empty())
+                }
+                _ => rustix::fs::open(path, flags, Mode::empty()),
+            };
+            opened.map(drop).map_err(io::Error::from)
+        }
+        #[cfg(not(unix))]
+        {
+            File::open(path).map(drop)
+        }
+    }
 }
 
 /// A file part's data: where it is and how long it was when the body was built.
@@ -148,8 +147,8 @@ fn io_error(part: &str, path: Option<&Path>, source: io::Error) -> Error {
 }
 
 impl FileData {
-    /// Measures a file by path: follows symlinks, requires a regular file the process may read,
-    /// and reads nothing.
+    /// Measures a file by path: follows symlinks, requires a regular file the process may open
+    /// for reading, and reads nothing.
     pub(crate) fn from_path(
         part: &str,
         path: PathBuf,
@@ -161,10 +160,9 @@ impl FileData {
         if let Some(kind) = stat.kind {
             return Err(Error::NotARegularFile { path, kind });
         }
-        if !surely_readable(&stat) {
-            rustix::fs::access(&path, rustix::fs::Access::READ_OK)
-                .map_err(|e| io_error(part, Some(&path), e.into()))?;
-        }
+        measurer
+            .check_readable(&path)
+            .map_err(|e| io_error(part, Some(&path), e))?;
         Ok(FileData {
             part: part.to_owned(),
             path: Some(path),
@@ -215,7 +213,11 @@ impl FileData {
         })
     }
 
-    fn size_changed(&self, actual: u64) -> Error {
+    pub(crate) fn io_error(&self, source: io::Error) -> Error {
+        io_error(&self.part, self.path.as_deref(), source)
+    }
+
+    pub(crate) fn size_changed(&self, actual: u64) -> Error {
         Error::SizeChanged {
             part: self.part.clone(),
             path: self.path.clone(),

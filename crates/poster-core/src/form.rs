@@ -218,8 +218,8 @@ impl PreparedPart {
     }
 }
 
-/// From this many paths on, files are measured on two threads: sizing is one `statat(2)` per
-/// file, and the path walks dominate a form of thousands of files.
+/// From this many paths on, files are measured on two threads: sizing is one `statat(2)` and
+/// one brief `openat(2)` per file, and these dominate a form of thousands of files.
 const PARALLEL_PATHS: usize = 2048;
 
 /// Measures every path (in form order for errors: the first failing part is reported).

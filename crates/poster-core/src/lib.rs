@@ -40,6 +40,7 @@
 
 mod body;
 pub mod boundary;
+pub mod early_answer;
 mod error;
 pub mod escape;
 mod file;
@@ -47,6 +48,7 @@ mod form;
 pub mod header;
 mod part;
 mod scan;
+pub mod send;
 
 pub use body::{Body, FileSpan};
 pub use error::{Error, Result};

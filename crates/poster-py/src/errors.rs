@@ -85,3 +85,17 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NotSeekableError", py.get_type::<NotSeekableError>())?;
     Ok(())
 }
+
+/// Converts a failure of the native send path: the body's own errors as above, socket errors
+/// as the matching `OSError` subclass (`BrokenPipeError`, `ConnectionResetError`, ...), and a
+/// timeout as `TimeoutError`, as `socket.sendall` raises them.
+pub(crate) fn send_error_to_pyerr(err: poster_core::send::SendError) -> PyErr {
+    use poster_core::send::SendError;
+    match err {
+        SendError::Body(err) => to_pyerr(err),
+        SendError::Socket(err) => PyErr::from(err),
+        SendError::TimedOut => {
+            pyo3::exceptions::PyTimeoutError::new_err("timed out sending the request body")
+        }
+    }
+}

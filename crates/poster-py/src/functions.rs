@@ -62,3 +62,11 @@ pub(crate) fn content_type_for(boundary: &str) -> String {
 pub(crate) fn find_delimiter(boundary: &str, data: &[u8]) -> Option<u64> {
     poster_core::boundary::find_delimiter(boundary, data).map(|at| at.max(0) as u64)
 }
+
+/// Drops complete interim (`1xx`) responses from the start of what a server sent while the
+/// body was going out; returns the rest and whether it is the start of a final response.
+#[pyfunction]
+pub(crate) fn strip_interim<'py>(py: Python<'py>, data: &[u8]) -> (Bound<'py, PyBytes>, bool) {
+    let (rest, is_final) = poster_core::early_answer::strip_interim(data);
+    (PyBytes::new(py, rest), is_final)
+}

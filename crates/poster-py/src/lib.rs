@@ -4,6 +4,7 @@
 mod errors;
 mod functions;
 mod parts;
+mod raw;
 mod reader;
 mod stream;
 
@@ -18,6 +19,7 @@ fn _poster_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::validate_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::content_type_for, m)?)?;
     m.add_function(wrap_pyfunction!(functions::find_delimiter, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::strip_interim, m)?)?;
     errors::register(m)?;
     Ok(())
 }

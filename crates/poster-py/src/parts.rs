@@ -4,8 +4,7 @@
 //! Python object per field; anything else goes through the Python layer's `normalize(index,
 //! item)`, which returns a part spec tuple.
 
-use std::fs::File;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use crate::raw::dup_fd;
 use crate::reader::PyReader;
 
 /// Values at least this large are shared with Python rather than copied.
@@ -112,21 +112,6 @@ fn path_part(
         part = part.content_type(content_type);
     }
     Ok(part)
-}
-
-#[allow(unsafe_code)]
-fn dup_fd(fd: RawFd) -> PyResult<File> {
-    if fd < 0 {
-        return Err(PyValueError::new_err(format!(
-            "invalid file descriptor {fd}"
-        )));
-    }
-    // SAFETY: the descriptor belongs to a file object held by the form item being converted,
-    // which the caller keeps alive for this whole call, so it is open while borrowed here; the
-    // duplicate made from it is ours alone.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let owned = borrowed.try_clone_to_owned()?;
-    Ok(File::from(owned))
 }
 
 type SpecTuple<'py> = (

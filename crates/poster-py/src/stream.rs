@@ -1,16 +1,19 @@
 //! `Stream`: the encoded body as a Python iterator of large `bytes` chunks, sized, seekable and
 //! closable. The Python package subclasses it as `poster_rs.MultipartStream`.
 
-use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use poster_core::send::{SendOptions, SendStep, Sender};
 use poster_core::{Body, EscapeMode, FormOptions};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::errors::to_pyerr;
-use crate::parts;
+use crate::errors::{send_error_to_pyerr, to_pyerr};
+use crate::{parts, raw};
 
 /// File data is handed out in chunks of this size: measured on loopback, 1 MiB `sendall`s move
 /// more than twice what 64 KiB ones do.
@@ -40,10 +43,27 @@ pub(crate) struct StreamPy {
     /// Set when reading ran to the end; a new `iter()` then starts over. A seek clears it, so
     /// a stream moved to its end on purpose stays there.
     exhausted: bool,
-    /// The file of the last span handed out by `_next_piece`, kept open until the next call.
-    lent: Option<Arc<std::fs::File>>,
     /// Reused for chunks of unknown length, whose size is only known after the read.
     scratch: Vec<u8>,
+}
+
+/// The native sender's buffer: see `poster_core::send::DEFAULT_BUFFER_SIZE`.
+const SEND_BUFFER: usize = poster_core::send::DEFAULT_BUFFER_SIZE;
+
+/// The descriptor and timeout of a `socket.socket` (or a bare descriptor, without timeout).
+fn socket_parts(sock: &Bound<'_, PyAny>) -> PyResult<(i32, Option<Duration>)> {
+    if let Ok(fd) = sock.extract::<i32>() {
+        return Ok((fd, None));
+    }
+    let fd: i32 = sock.call_method0("fileno")?.extract()?;
+    let timeout: Option<f64> = sock.call_method0("gettimeout")?.extract()?;
+    let timeout = timeout
+        .map(|t| {
+            Duration::try_from_secs_f64(t)
+                .map_err(|_| PyValueError::new_err(format!("invalid socket timeout {t}")))
+        })
+        .transpose()?;
+    Ok((fd, timeout))
 }
 
 fn busy() -> PyErr {
@@ -117,22 +137,15 @@ impl StreamPy {
             return Ok(None);
         }
         if known {
-            let fill = |buf: &mut [u8]| -> PyResult<()> {
-                let written = if n >= DETACH_MIN {
-                    py.detach(|| body.fill(buf))
+            let fill = |buf: &mut [MaybeUninit<u8>]| {
+                if n >= DETACH_MIN {
+                    py.detach(|| body.fill_uninit(buf))
                 } else {
-                    body.fill(buf)
+                    body.fill_uninit(buf)
                 }
-                .map_err(to_pyerr)?;
-                if written != buf.len() {
-                    return Err(PyRuntimeError::new_err(format!(
-                        "internal error: expected {} bytes, produced {written}",
-                        buf.len()
-                    )));
-                }
-                Ok(())
+                .map_err(to_pyerr)
             };
-            return PyBytes::new_with(py, n, fill).map(Some);
+            return raw::bytes_filled_by(py, n, fill).map(Some);
         }
         let scratch = &mut self.scratch;
         scratch.resize(n, 0);
@@ -183,7 +196,6 @@ impl StreamPy {
             chunk_size,
             progress: None,
             exhausted: false,
-            lent: None,
             scratch: Vec::new(),
         })
     }
@@ -289,7 +301,6 @@ impl StreamPy {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         this.scratch = Vec::new();
-        this.lent = None;
         Ok(())
     }
 
@@ -314,39 +325,93 @@ impl StreamPy {
         self.chunk_size
     }
 
-    /// The next piece of the body for a sender that can use `sendfile`: `bytes`, or
-    /// `(fd, offset, count)` for file data that needs no scanning (the descriptor stays open
-    /// until the next call), or `None` at the end.
-    fn _next_piece<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    /// Sends the body, from its current position to its end, into the connected socket `sock`
+    /// (a `socket.socket` or a descriptor) from native code, with the GIL released: one reused
+    /// buffer filled by positioned reads, `send(2)` calls, or `sendfile(2)` for file data with
+    /// `use_sendfile=True` (Linux). The socket's timeout bounds each wait; `deadline`, a
+    /// `time.monotonic()` value, bounds the whole send (`TimeoutError` when either passes).
+    /// With `chunked` (the default for a body of unknown length) the body is framed with
+    /// chunked transfer coding. `buffer_size` is the size of each `send(2)` (the default
+    /// measured best; see the README's benchmark table).
+    ///
+    /// Returns `(done, said)`: whether the whole body went out, and what the server has already
+    /// sent (after interim `1xx` responses), which is the start of its response and must be
+    /// parsed before anything else is read from the socket. If the server begins its final
+    /// answer before the body is complete (a 413, a 401, a redirect), sending stops at once and
+    /// `done` is false.
+    #[pyo3(signature = (sock, *, deadline=None, use_sendfile=false, chunked=None, buffer_size=SEND_BUFFER))]
+    fn send_to<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        deadline: Option<f64>,
+        use_sendfile: bool,
+        chunked: Option<bool>,
+        buffer_size: usize,
+    ) -> PyResult<(bool, Bound<'py, PyBytes>)> {
+        if buffer_size == 0 {
+            return Err(PyValueError::new_err("buffer_size must be positive"));
+        }
         let py = slf.py();
-        let span = {
+        let (fd, timeout) = socket_parts(sock)?;
+        let socket = raw::dup_fd(fd)?;
+        let deadline = match deadline {
+            Some(at) => {
+                let now: f64 = py.import("time")?.call_method0("monotonic")?.extract()?;
+                let left =
+                    Duration::try_from_secs_f64((at - now).max(0.0)).unwrap_or(Duration::MAX);
+                Some(Instant::now() + left)
+            }
+            None => None,
+        };
+        let (options, mut sender, limit) = {
             let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
-            let max = this.chunk_size as u64;
-            let start = this.body()?.position();
-            let span = this.body()?.next_file_span(max).map_err(to_pyerr)?;
-            span.map(|span| {
-                let piece = (span.file.as_raw_fd(), span.offset, span.len);
-                this.lent = Some(span.file);
+            let len = this.content_length;
+            let options = SendOptions {
+                idle_timeout: timeout,
+                deadline,
+                chunked: chunked.unwrap_or(len.is_none()),
+                use_sendfile,
+            };
+            let position = this.body()?.position();
+            let left = len.map_or(u64::MAX, |len| len - position);
+            // A small body gets a small buffer: shipping jobs send many of them.
+            let buffer = left.min(buffer_size as u64).max(1) as usize;
+            let limit = if this.progress.is_some() {
+                this.chunk_size as u64
+            } else {
+                u64::MAX
+            };
+            (options, Sender::new(buffer), limit)
+        };
+        loop {
+            let (step, start, end, progress) = {
+                let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+                let body = this.body()?;
+                let start = body.position();
+                let step = py.detach(|| sender.send(body, socket.as_fd(), &options, limit));
+                let end = body.position();
+                if matches!(step, Ok(SendStep::Finished(_))) {
+                    this.exhausted = true;
+                }
                 (
-                    piece,
+                    step,
                     start,
-                    span.len,
+                    end,
                     this.progress.as_ref().map(|p| p.clone_ref(py)),
                 )
-            })
-        };
-        let Some((piece, start, len, progress)) = span else {
-            let max = {
-                let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
-                let chunk_size = this.chunk_size;
-                this.body()?.bytes_before_file_span(chunk_size)
             };
-            return Ok(Self::next_reporting(slf, Some(max.max(1)))?.map(Bound::into_any));
-        };
-        if let Some(progress) = progress {
-            progress.call1(py, (start, start + len))?;
+            if let Some(progress) = progress
+                && end > start
+            {
+                progress.call1(py, (start, end))?;
+            }
+            match step.map_err(send_error_to_pyerr)? {
+                SendStep::Finished(said) => return Ok((true, PyBytes::new(py, &said))),
+                SendStep::Answered(answer) => return Ok((false, PyBytes::new(py, &answer))),
+                SendStep::Interrupted => py.check_signals()?,
+                SendStep::Progress => {}
+            }
         }
-        Ok(Some(piece.into_pyobject(py)?.into_any()))
     }
 
     /// Sets the function called with `(start, end)` after each chunk is produced.
