@@ -129,6 +129,25 @@ def enc_poster(wl: Workload, ctx: Ctx, with_cb: bool = False) -> Callable[[Any],
     return run
 
 
+def enc_poster_params(wl: Workload, ctx: Ctx) -> Callable[[Any], Result]:
+    """poster's own road: the caller builds ``MultipartParam``s (timed, as a poster user does)
+    and passes the list to ``multipart_encode``."""
+    import poster_rs
+    from poster_rs import MultipartParam
+
+    fields = wl.fields
+
+    def run(sink: Any) -> Result:
+        params = [MultipartParam(name, value) for name, value in fields]
+        params.extend(MultipartParam.from_file(f.name, f.path) for f in wl.files)
+        stream, headers = poster_rs.multipart_encode(params)
+        with stream:
+            n = drain(stream, sink)
+        return Result(n, int(headers["Content-Length"]), headers["Content-Type"])
+
+    return run
+
+
 def up_poster_urllib(wl: Workload, ctx: Ctx, *, sendfile: bool = False) -> Callable[[Any], Result]:
     import urllib.request
 
@@ -601,6 +620,14 @@ def _cases() -> list[Case]:
         partial(enc_poster, with_cb=True),
         ("big",),
         note="progress callback on",
+    )
+    add(
+        "encode",
+        "poster_rs MultipartParam",
+        "poster",
+        enc_poster_params,
+        ("fields100k",),
+        note="MultipartParam(name, value) per field, built in the timed part",
     )
     add("encode", "httpx", "peer", enc_httpx, ENCODE_WL, note="iterate Request.stream")
     add(

@@ -152,6 +152,11 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         10,
     )
     ratio_target(
+        "encode fields100k via MultipartParam (built, encoded, iterated) vs httpx",
+        _ratio(rows, "fields100k", "encode", "poster_rs MultipartParam", "httpx"),
+        4,
+    )
+    ratio_target(
         "upload big via register_openers + urllib vs curl -F",
         _ratio(rows, "big", "upload", "poster_rs urllib", "curl -F"),
         1.5,

@@ -101,6 +101,7 @@ def _cut(sock: socket.socket) -> None:
 def _deadlined(base: type[_Connection], deadline: Deadline) -> type[_Connection]:
     connection_base: Any = base  # a class made at run time: mypy cannot check it as a base
 
+    # A base only known at run time: mypy refuses it as a base class (misc).
     class DeadlinedConnection(connection_base):  # type: ignore[misc]
         timeout: Any
         sock: Any

@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._poster_rs import FileChangedError, NotSeekableError
 from ._throttle import ThrottledBody, shared_limiter
 from ._watchdog import Alarm, schedule
 from .encode import multipart_encode
+from .errors import FileChangedError, NotSeekableError
 from .streaminghttp import StreamingHTTPConnection, StreamingHTTPSConnection
 
 __all__ = [

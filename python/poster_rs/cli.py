@@ -208,7 +208,7 @@ class _Progress:
         self.param: Any = None
         if not enabled:
             return
-        from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415 - only for a bar
+        from tqdm import tqdm  # noqa: PLC0415 - only for a bar
 
         common = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "file": sys.stderr}
         self.bars = (
@@ -282,6 +282,7 @@ class _DeadlineHTTPSHandler(StreamingHTTPSHandler):
         return self.do_open(
             connection,
             req,
+            # HTTPSHandler keeps its SSL context in a private attribute typeshed does not list.
             context=self._context,  # type: ignore[attr-defined]
             expect_timeout=self.expect_timeout,
         )

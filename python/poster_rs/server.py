@@ -403,7 +403,7 @@ class UploadServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
     @property
     def received_count(self) -> int:

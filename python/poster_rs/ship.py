@@ -316,7 +316,14 @@ def read_log(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     return {entry["key"]: entry for entry in iter_entries(path)}
 
 
-def _as_job(item: Any, url: str | None, name: str, fields: tuple[tuple[str, str], ...],
+#: One upload: an ``UploadJob``, or with ``url=`` a file's path or a form (a mapping, or a list or
+#: tuple of ``(name, value)`` pairs and ``MultipartParam``s, as ``multipart_encode`` takes).
+ShipJob = (
+    UploadJob | str | bytes | os.PathLike[str] | Mapping[str, Any] | list[Any] | tuple[Any, ...]
+)
+
+
+def _as_job(item: ShipJob, url: str | None, name: str, fields: tuple[tuple[str, str], ...],
             method: str, headers: tuple[tuple[str, str], ...]) -> UploadJob:  # fmt: skip
     if isinstance(item, UploadJob):
         return item
@@ -454,7 +461,7 @@ def _totals_of(jobs: Iterable[Any]) -> Callable[[], tuple[int, int]]:
 
 
 def ship_iter(
-    jobs: Iterable[Any],
+    jobs: Iterable[ShipJob],
     url: str | None = None,
     *,
     name: str = "file",
@@ -638,7 +645,7 @@ def ship_iter(
             bar.close()
 
 
-def ship(jobs: Iterable[Any], url: str | None = None, **options: Any) -> list[UploadResult]:
+def ship(jobs: Iterable[ShipJob], url: str | None = None, **options: Any) -> list[UploadResult]:
     """``ship_iter`` run to the end: the list of results, in completion order."""
     return list(ship_iter(jobs, url, **options))
 

@@ -54,7 +54,11 @@ _START_ATTR = "_poster_rs_body_start"
 class _StreamingMixin:
     """What ``StreamingHTTPConnection`` and ``StreamingHTTPSConnection`` add to http.client:
     the body goes out through ``_transport`` (natively for poster_rs streams over plain TCP),
-    and whatever the server said meanwhile is handed to ``getresponse``."""
+    and whatever the server said meanwhile is handed to ``getresponse``.
+
+    The ``type: ignore`` comments on its calls to ``HTTPConnection`` methods (through
+    ``super()`` or ``self.send``) stay because a mixin's base is only known in the classes that
+    combine it with ``http.client.HTTPConnection``; mypy checks those calls against ``object``."""
 
     sock: Any
     _buffer: list[bytes]
@@ -262,6 +266,7 @@ class StreamingHTTPSHandler(_BodyPreparation, urllib.request.HTTPSHandler):
         return self.do_open(
             StreamingHTTPSConnection,
             req,
+            # HTTPSHandler keeps its SSL context in a private attribute typeshed does not list.
             context=self._context,  # type: ignore[attr-defined]
             expect_timeout=self.expect_timeout,
         )

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FileKind, Result};
 
 /// Which file a path named when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub(crate) struct Identity {
 /// What is needed of a file's metadata, from `std` or from `statat(2)`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileStat {
-    kind: Option<&'static str>,
+    kind: Option<FileKind>,
     len: u64,
     identity: Identity,
 }
@@ -50,15 +50,15 @@ impl FileStat {
     }
 }
 
-fn kind_name(mode: u32) -> Option<&'static str> {
+fn kind_name(mode: u32) -> Option<FileKind> {
     match rustix::fs::FileType::from_raw_mode(mode) {
         rustix::fs::FileType::RegularFile => None,
-        rustix::fs::FileType::Directory => Some("a directory"),
-        rustix::fs::FileType::Fifo => Some("a FIFO"),
-        rustix::fs::FileType::Socket => Some("a socket"),
-        rustix::fs::FileType::CharacterDevice => Some("a character device"),
-        rustix::fs::FileType::BlockDevice => Some("a block device"),
-        _ => Some("not a regular file"),
+        rustix::fs::FileType::Directory => Some(FileKind::Directory),
+        rustix::fs::FileType::Fifo => Some(FileKind::Fifo),
+        rustix::fs::FileType::Socket => Some(FileKind::Socket),
+        rustix::fs::FileType::CharacterDevice => Some(FileKind::CharacterDevice),
+        rustix::fs::FileType::BlockDevice => Some(FileKind::BlockDevice),
+        _ => Some(FileKind::Other),
     }
 }
 

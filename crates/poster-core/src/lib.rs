@@ -49,9 +49,10 @@ pub mod header;
 mod part;
 mod scan;
 pub mod send;
+pub mod single;
 
 pub use body::{Body, FileSpan};
-pub use error::{Error, Result};
+pub use error::{Error, FileKind, Result};
 pub use escape::EscapeMode;
-pub use form::{Form, FormOptions};
+pub use form::{Form, FormOptions, measure_file};
 pub use part::{Part, PartReader, ReadOnce, Rewindable, SharedBytes, Source};

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{TempDir, fill_all, options, read_all};
-use poster_core::{Body, Error, EscapeMode, Form, FormOptions, Part, Source};
+use poster_core::{Body, Error, EscapeMode, FileKind, Form, FormOptions, Part, Source};
 
 const B: &str = "XYZXYZXYZ";
 
@@ -110,7 +110,7 @@ fn directory_fails_at_build() {
     match &err {
         Error::NotARegularFile { path, kind } => {
             assert_eq!(path, dir.path());
-            assert_eq!(*kind, "a directory");
+            assert_eq!(*kind, FileKind::Directory);
         }
         other => panic!("expected NotARegularFile, got {other:?}"),
     }
@@ -133,7 +133,7 @@ fn fifo_fails_at_build_without_blocking() {
     match &err {
         Error::NotARegularFile { path: p, kind } => {
             assert_eq!(p, &path);
-            assert_eq!(*kind, "a FIFO");
+            assert_eq!(*kind, FileKind::Fifo);
         }
         other => panic!("expected NotARegularFile, got {other:?}"),
     }

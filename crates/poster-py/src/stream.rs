@@ -1,31 +1,29 @@
 //! `Stream`: the encoded body as a Python iterator of large `bytes` chunks, sized, seekable and
 //! closable. The Python package subclasses it as `poster_rs.MultipartStream`.
 
+use std::io::{Seek, SeekFrom};
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use poster_core::send::{SendOptions, SendStep, Sender};
-use poster_core::{Body, EscapeMode, FormOptions};
+use poster_core::{Body, FormOptions};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::errors::{send_error_to_pyerr, to_pyerr};
+use crate::errors::{from_io, send_error_to_pyerr, to_pyerr};
+use crate::escape::Escape;
 use crate::{parts, raw};
 
 /// File data is handed out in chunks of this size: measured on loopback, 1 MiB `sendall`s move
 /// more than twice what 64 KiB ones do.
 const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+// `Stream`'s text signature (read by stubtest) spells the default out.
+const _: () = assert!(DEFAULT_CHUNK_SIZE == 1_048_576);
 /// Below this a chunk is produced without releasing the GIL: the switch costs more than the copy.
 const DETACH_MIN: usize = 64 * 1024;
-
-pub(crate) fn parse_escape(escape: &str) -> PyResult<EscapeMode> {
-    escape
-        .parse()
-        .map_err(|e: poster_core::escape::UnknownEscapeMode| PyValueError::new_err(e.to_string()))
-}
 
 /// A multipart/form-data body being streamed.
 #[pyclass(subclass, module = "poster_rs._poster_rs", name = "Stream")]
@@ -49,6 +47,8 @@ pub(crate) struct StreamPy {
 
 /// The native sender's buffer: see `poster_core::send::DEFAULT_BUFFER_SIZE`.
 const SEND_BUFFER: usize = poster_core::send::DEFAULT_BUFFER_SIZE;
+// `send_to`'s text signature (read by stubtest) spells the default out.
+const _: () = assert!(SEND_BUFFER == 262_144);
 
 /// The descriptor and timeout of a `socket.socket` (or a bare descriptor, without timeout).
 fn socket_parts(sock: &Bound<'_, PyAny>) -> PyResult<(i32, Option<Duration>)> {
@@ -162,12 +162,15 @@ impl StreamPy {
     /// Builds the body from a list of form items; see `poster_rs.multipart_encode`. With
     /// `guess_type(suffix)`, `(name, os.PathLike)` pairs are read here too.
     #[new]
-    #[pyo3(signature = (items, normalize, *, boundary=None, escape="quoted", chunk_size=DEFAULT_CHUNK_SIZE, check_boundary=None, guess_type=None))]
+    #[pyo3(
+        signature = (items, normalize, *, boundary=None, escape=Escape::default(), chunk_size=DEFAULT_CHUNK_SIZE, check_boundary=None, guess_type=None),
+        text_signature = "(items, normalize, *, boundary=None, escape='quoted', chunk_size=1048576, check_boundary=None, guess_type=None)"
+    )]
     fn new(
         items: &Bound<'_, PyList>,
         normalize: &Bound<'_, PyAny>,
         boundary: Option<String>,
-        escape: &str,
+        escape: Escape,
         chunk_size: usize,
         check_boundary: Option<bool>,
         guess_type: Option<&Bound<'_, PyAny>>,
@@ -175,12 +178,11 @@ impl StreamPy {
         if chunk_size == 0 {
             return Err(PyValueError::new_err("chunk_size must be positive"));
         }
-        let escape = parse_escape(escape)?;
         let form = parts::collect(items, normalize, guess_type)?;
         let options_boundary_given = boundary.is_some();
         let options = FormOptions {
             boundary,
-            escape,
+            escape: escape.0,
             // A generated 128-bit random boundary turns up in file data with a probability
             // below 2^-88 per terabyte: scanning every byte for it would cost ~15 % of
             // throughput for nothing. A caller's boundary is checked everywhere.
@@ -220,7 +222,7 @@ impl StreamPy {
     /// Reads up to `size` bytes (all that is left when `size` is negative or omitted); `b""` at
     /// the end. Used by the file-like view; the stream itself has no `read`, so that clients
     /// iterate its large chunks.
-    #[pyo3(signature = (size=-1))]
+    #[pyo3(signature = (size=-1), text_signature = "($self, size=-1)")]
     fn _read<'py>(slf: &Bound<'py, Self>, size: i64) -> PyResult<Bound<'py, PyBytes>> {
         let py = slf.py();
         if size >= 0 {
@@ -256,34 +258,23 @@ impl StreamPy {
     /// 0, 1, 2) and returns the new position.
     #[pyo3(signature = (offset, whence=0))]
     fn seek(slf: &Bound<'_, Self>, offset: i64, whence: i32) -> PyResult<u64> {
-        let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
-        let len = this.content_length;
-        let body = this.body()?;
-        let base: i128 = match whence {
-            0 => 0,
-            1 => i128::from(body.position()),
-            2 => match len {
-                Some(len) => i128::from(len),
-                None => {
-                    return Err(to_pyerr(poster_core::Error::NotSeekable {
-                        reason: "its length is unknown".to_owned(),
-                    }));
-                }
-            },
+        let position = match whence {
+            0 => SeekFrom::Start(u64::try_from(offset).map_err(|_| {
+                to_pyerr(poster_core::Error::SeekOutOfRange {
+                    offset: i128::from(offset),
+                    len: slf.borrow().content_length.unwrap_or(0),
+                })
+            })?),
+            1 => SeekFrom::Current(offset),
+            2 => SeekFrom::End(offset),
             other => {
                 return Err(PyValueError::new_err(format!(
                     "invalid whence ({other}, should be 0, 1 or 2)"
                 )));
             }
         };
-        let target = base + i128::from(offset);
-        let target = u64::try_from(target).map_err(|_| {
-            to_pyerr(poster_core::Error::SeekOutOfRange {
-                offset: target,
-                len: len.unwrap_or(0),
-            })
-        })?;
-        body.seek(target).map_err(to_pyerr)?;
+        let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+        let target = Seek::seek(this.body()?, position).map_err(from_io)?;
         this.exhausted = false;
         Ok(target)
     }
@@ -339,7 +330,10 @@ impl StreamPy {
     /// parsed before anything else is read from the socket. If the server begins its final
     /// answer before the body is complete (a 413, a 401, a redirect), sending stops at once and
     /// `done` is false.
-    #[pyo3(signature = (sock, *, deadline=None, use_sendfile=false, chunked=None, buffer_size=SEND_BUFFER))]
+    #[pyo3(
+        signature = (sock, *, deadline=None, use_sendfile=false, chunked=None, buffer_size=SEND_BUFFER),
+        text_signature = "($self, sock, *, deadline=None, use_sendfile=False, chunked=None, buffer_size=262144)"
+    )]
     fn send_to<'py>(
         slf: &Bound<'py, Self>,
         sock: &Bound<'py, PyAny>,
