@@ -7,6 +7,8 @@ Content-Length. The stream plugs into requests, httpx, aiohttp, urllib3, urllib 
 
 from __future__ import annotations
 
+import logging
+
 from . import encode, errors
 from ._poster_rs import __version__
 from ._version import release_tuple
@@ -18,6 +20,9 @@ from .ship import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
 from .stream import ChunkedMultipartStream, MultipartReader, MultipartStream
 
 version = release_tuple(__version__)
+
+# Library logging is silent unless the application configures it (``poster-rs -v`` does).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "ChunkedMultipartStream",

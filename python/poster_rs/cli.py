@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import http.client
 import json
+import logging
 import os
 import shutil
 import socket
@@ -24,10 +25,18 @@ from typing import Any
 
 from . import FileChangedError, __version__
 from . import _exitcodes as exitcodes
+from ._curl_options import (
+    basic_authorization,
+    open_with_retries,
+    proxy_handler,
+    stdin_param,
+    throttled,
+    write_output,
+)
 from ._deadline import Deadline
 from .encode import MultipartParam, multipart_encode
 from .server import FaultPlan, UploadServer
-from .ship import collect_files, ship_iter
+from .ship import count_files, iter_files, ship_iter
 from .stream import ChunkedMultipartStream, MultipartStream
 from .streaminghttp import (
     StreamingHTTPConnection,
@@ -53,6 +62,23 @@ def parse_size(text: str) -> int:
         ) from None
     if size < 0:
         raise argparse.ArgumentTypeError(f"size must not be negative: {text!r}")
+    return size
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _positive_size(text: str) -> int:
+    size = parse_size(text)
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"size must be at least 1 byte: {text!r}")
     return size
 
 
@@ -109,7 +135,10 @@ class FormOption:
         raises ``OSError`` or ``ValueError`` here."""
         if self.path is None:
             return MultipartParam(self.name, self.value)
-        param = MultipartParam.from_file(self.name, self.path)
+        if self.path == "-":  # curl's @- and <-: standard input
+            param = stdin_param(self.name, self.as_file)
+        else:
+            param = MultipartParam.from_file(self.name, self.path)
         if not self.as_file:
             param.filename = None
             param.filetype = None
@@ -260,19 +289,40 @@ class _DeadlineHTTPSHandler(StreamingHTTPSHandler):
 
 
 def _opener(
-    context: ssl.SSLContext | None, expect_continue: bool, deadline: Deadline | None = None
+    context: ssl.SSLContext | None,
+    expect_continue: bool,
+    deadline: Deadline | None = None,
+    proxy: str | None = None,
 ) -> urllib.request.OpenerDirector:
+    handlers: list[urllib.request.BaseHandler]
     if deadline is None:
-        return urllib.request.build_opener(
+        handlers = [
             StreamingHTTPHandler(expect_continue=expect_continue),
             StreamingHTTPRedirectHandler(),
             StreamingHTTPSHandler(context=context, expect_continue=expect_continue),
-        )
-    return urllib.request.build_opener(
-        _DeadlineHTTPHandler(deadline, expect_continue=expect_continue),
-        StreamingHTTPRedirectHandler(),
-        _DeadlineHTTPSHandler(deadline, context=context, expect_continue=expect_continue),
-    )
+        ]
+    else:
+        handlers = [
+            _DeadlineHTTPHandler(deadline, expect_continue=expect_continue),
+            StreamingHTTPRedirectHandler(),
+            _DeadlineHTTPSHandler(deadline, context=context, expect_continue=expect_continue),
+        ]
+    if proxy is not None:  # -x: this proxy, not the environment's
+        handlers.append(proxy_handler(proxy))
+    return urllib.request.build_opener(*handlers)
+
+
+def _rewind(stream: Any) -> bool:
+    """Puts a body back at its start for ``--retry``; False if it cannot be (stdin)."""
+    try:
+        stream.seek(0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _warn(message: str) -> None:
+    print(f"poster-rs: {message}", file=sys.stderr)
 
 
 def _show_progress(flag: bool | None) -> bool:
@@ -378,6 +428,10 @@ def cmd_post(args: argparse.Namespace) -> int:
     try:
         specs = [parse_form_spec(option) for option in args.form]
         extra_headers = dict(_parse_header(h) for h in args.header)
+        if args.user is not None:
+            extra_headers["Authorization"] = basic_authorization(args.user)
+        if args.proxy is not None:
+            proxy_handler(args.proxy)  # a bad -x is a usage error, found before any upload
     except ValueError as exc:
         return _fail(exitcodes.USAGE, str(exc))
     try:
@@ -396,20 +450,27 @@ def cmd_post(args: argparse.Namespace) -> int:
     progress.start(stream, params)
     headers.update(extra_headers)
     method = args.request or "POST"
-    request = urllib.request.Request(args.url, data=stream, headers=headers, method=method)
+    body_source = throttled(stream, args.limit_rate)
     https = urllib.parse.urlsplit(args.url).scheme.lower() == "https"
     context = _ssl_context(args.cacert, args.insecure) if https else None
     deadline = Deadline(args.max_time) if args.max_time is not None else None
-    opener = _opener(context, args.expect_continue, deadline)
+    opener = _opener(context, args.expect_continue, deadline, args.proxy)
+
+    def attempt() -> tuple[int, bytes]:
+        request = urllib.request.Request(args.url, data=body_source, headers=headers, method=method)
+        with opener.open(request, timeout=args.timeout) as response:
+            return response.status, response.read()
+
     started = time.perf_counter()
     status = 0
     failure: tuple[int, str] | None = None
     body = b""
     with stream, deadline or contextlib.nullcontext():
         try:
-            with opener.open(request, timeout=args.timeout) as response:
-                body = response.read()
-                status = response.status
+            # --retry: transient failures again, the body rewound; within --max-time.
+            status, body = open_with_retries(
+                attempt, args.retry, lambda: _rewind(stream), warn=_warn
+            )
         except urllib.error.HTTPError as exc:
             with exc:
                 if exc.code >= 400:
@@ -434,13 +495,9 @@ def cmd_post(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     if failure is not None:
         if failure[0] == exitcodes.HTTP_ERROR:
-            sys.stdout.buffer.write(body)
-            sys.stdout.flush()
+            write_output(body, args.output, newline=False)
         return _fail(*failure)
-    sys.stdout.buffer.write(body)
-    if body and not body.endswith(b"\n"):
-        sys.stdout.buffer.write(b"\n")
-    sys.stdout.flush()
+    write_output(body, args.output)
     if args.verbose:
         size = stream.total or 0
         print(
@@ -564,21 +621,37 @@ def _field(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _verbose_logging() -> None:
+    """Shows the ``poster_rs`` logger's records (requests, retries) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("poster-rs: %(levelname)s %(message)s"))
+    logger = logging.getLogger("poster_rs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def cmd_ship(args: argparse.Namespace) -> int:
-    files = collect_files(args.paths, args.glob)
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         print(f"poster-rs ship: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return exitcodes.READ_ERROR
-    if not files:
-        print("poster-rs ship: no files to upload", file=sys.stderr)
-        return exitcodes.USAGE
+    if args.verbose:
+        _verbose_logging()
+    # Walked as the upload goes: a tree of millions of files starts uploading at once.
+    seen = 0
+
+    def files() -> Iterator[str]:
+        nonlocal seen
+        for path in iter_files(args.paths, args.glob):
+            seen += 1
+            yield path
+
     headers = dict(_parse_header(h) for h in args.header)
     verify: bool | str = args.cacert if args.cacert else not args.insecure
     ok = failed = skipped = sent = 0
     started = time.perf_counter()
-    for result in ship_iter(
-        files,
+    results = ship_iter(
+        files(),
         args.url,
         name=args.name,
         fields=args.field,
@@ -587,24 +660,40 @@ def cmd_ship(args: argparse.Namespace) -> int:
         workers=args.jobs,
         retries=args.retries,
         timeout=args.timeout,
+        deadline=args.max_time,
         log=args.log,
         progress=_show_progress(args.progress),
         verify=verify,
-    ):
-        if result.skipped:
-            skipped += 1
-        elif result.ok:
-            ok += 1
-            sent += result.bytes
-        else:
-            failed += 1
-            print(f"poster-rs ship: FAILED {result.path}: {result.error}", file=sys.stderr)
+        batch=args.batch,
+        batch_bytes=args.batch_bytes,
+        limit_rate=args.limit_rate,
+        totals=lambda: count_files(args.paths, args.glob),
+    )
+    try:
+        for result in results:
+            if result.skipped:
+                skipped += 1
+            elif result.ok:
+                ok += 1
+                sent += result.bytes
+            else:
+                failed += 1
+                print(f"poster-rs ship: FAILED {result.path}: {result.error}", file=sys.stderr)
+    except BlockingIOError as exc:
+        print(f"poster-rs ship: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return exitcodes.USAGE
+    except OSError as exc:  # the results log cannot be opened or written
+        print(f"poster-rs ship: results log: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    if seen == 0:
+        print("poster-rs ship: no files to upload", file=sys.stderr)
+        return exitcodes.USAGE
     elapsed = time.perf_counter() - started
     print(
         f"{ok} ok, {failed} failed, {skipped} skipped (already in the log); "
         f"{sent:,} bytes in {elapsed:.2f} s ({sent / max(elapsed, 1e-9) / 1e6:,.1f} MB/s)"
     )
-    return 0 if failed == 0 else exitcodes.HTTP_ERROR
+    return exitcodes.OK if failed == 0 else exitcodes.HTTP_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -664,6 +753,26 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"
     )
+    post.add_argument("-u", "--user", metavar="USER:PASSWORD", help="HTTP Basic credentials")
+    post.add_argument(
+        "-x", "--proxy", metavar="[http://][USER:PASSWORD@]HOST[:PORT]", help="use this proxy"
+    )
+    post.add_argument(
+        "-o", "--output", metavar="FILE", help="write the response body to FILE, not stdout"
+    )
+    post.add_argument(
+        "--retry",
+        type=int,
+        default=0,
+        metavar="N",
+        help="retry a transient failure (connection, timeout, 408/429/5xx) up to N times",
+    )
+    post.add_argument(
+        "--limit-rate",
+        type=_positive_size,
+        metavar="SIZE",
+        help="cap the upload at SIZE bytes per second (e.g. 500K)",
+    )
     post.add_argument("-v", "--verbose", action="store_true", help="report status and rate")
     post.set_defaults(func=cmd_post)
 
@@ -690,9 +799,39 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--retries", type=int, default=5, help="retries per file (5)")
     ship.add_argument("--log", help="JSON Lines results log; a re-run skips what it records")
     ship.add_argument("--glob", help="only files whose name matches this pattern")
+    ship.add_argument(
+        "--batch",
+        type=_positive_int,
+        metavar="N",
+        help="send up to N files per request, as repeated parts (results stay per file)",
+    )
+    ship.add_argument(
+        "--batch-bytes",
+        type=_positive_size,
+        metavar="SIZE",
+        help="send files together up to SIZE bytes per request (e.g. 8M; a larger file alone)",
+    )
+    ship.add_argument(
+        "--limit-rate",
+        type=_positive_size,
+        metavar="SIZE",
+        help="cap the upload rate of the whole run at SIZE bytes per second (e.g. 500K, 10M)",
+    )
+    ship.add_argument(
+        "-v", "--verbose", action="store_true", help="log every request and retry on stderr"
+    )
     ship.add_argument("-X", "--request", default="POST", metavar="METHOD")
     ship.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'")
-    ship.add_argument("--timeout", type=float, default=60.0, metavar="S")
+    ship.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="socket timeout per operation"
+    )
+    ship.add_argument(
+        "-m",
+        "--max-time",
+        type=_positive_seconds,
+        metavar="S",
+        help="give an attempt at most S seconds as a whole, however slowly the server answers",
+    )
     ship.add_argument("--cacert", metavar="FILE")
     ship.add_argument("-k", "--insecure", action="store_true")
     ship.add_argument("--progress", dest="progress", action="store_true", default=None)
