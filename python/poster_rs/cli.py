@@ -210,11 +210,19 @@ class _Progress:
             return
         from tqdm import tqdm  # noqa: PLC0415 - only for a bar
 
-        common = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "file": sys.stderr}
-        self.bars = (
-            tqdm(total=0, desc="total", position=0, **common),
-            tqdm(total=0, desc="", position=1, leave=False, **common),
-        )
+        def bar(desc: str, position: int, leave: bool) -> Any:
+            return tqdm(
+                total=0,
+                desc=desc,
+                position=position,
+                leave=leave,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+            )
+
+        self.bars = (bar("total", 0, True), bar("", 1, False))
 
     @property
     def callback(self) -> Any:
