@@ -129,15 +129,35 @@ def enc_poster(wl: Workload, ctx: Ctx, with_cb: bool = False) -> Callable[[Any],
     return run
 
 
-def up_poster_urllib(wl: Workload, ctx: Ctx) -> Callable[[Any], Result]:
+def enc_poster_params(wl: Workload, ctx: Ctx) -> Callable[[Any], Result]:
+    """poster's own road: the caller builds ``MultipartParam``s (timed, as a poster user does)
+    and passes the list to ``multipart_encode``."""
+    import poster_rs
+    from poster_rs import MultipartParam
+
+    fields = wl.fields
+
+    def run(sink: Any) -> Result:
+        params = [MultipartParam(name, value) for name, value in fields]
+        params.extend(MultipartParam.from_file(f.name, f.path) for f in wl.files)
+        stream, headers = poster_rs.multipart_encode(params)
+        with stream:
+            n = drain(stream, sink)
+        return Result(n, int(headers["Content-Length"]), headers["Content-Type"])
+
+    return run
+
+
+def up_poster_urllib(wl: Workload, ctx: Ctx, *, sendfile: bool = False) -> Callable[[Any], Result]:
     import urllib.request
 
     import poster_rs
 
     try:
-        from poster_rs.streaminghttp import register_openers
+        from poster_rs.streaminghttp import StreamingHTTPConnection, register_openers
     except ImportError as exc:
         raise UnavailableError(f"poster_rs.streaminghttp not importable: {exc}") from None
+    StreamingHTTPConnection.use_sendfile = sendfile
     opener = register_openers()
     params = _poster_params(wl)
 
@@ -601,6 +621,14 @@ def _cases() -> list[Case]:
         ("big",),
         note="progress callback on",
     )
+    add(
+        "encode",
+        "poster_rs MultipartParam",
+        "poster",
+        enc_poster_params,
+        ("fields100k",),
+        note="MultipartParam(name, value) per field, built in the timed part",
+    )
     add("encode", "httpx", "peer", enc_httpx, ENCODE_WL, note="iterate Request.stream")
     add(
         "encode",
@@ -644,6 +672,14 @@ def _cases() -> list[Case]:
     # end-to-end uploads
     add(
         "upload", "poster_rs urllib", "poster", up_poster_urllib, ENCODE_WL, note="register_openers"
+    )
+    add(
+        "upload",
+        "poster_rs urllib sendfile",
+        "poster",
+        partial(up_poster_urllib, sendfile=True),
+        BIG_FILES,
+        note="register_openers, use_sendfile=True",
     )
     add("upload", "poster_rs requests", "poster", up_poster_requests, ENCODE_WL, note="data=stream")
     add("upload", "poster_rs httpx", "poster", up_poster_httpx, ENCODE_WL, note="content=stream")

@@ -182,10 +182,16 @@ def environment() -> dict[str, Any]:
         versions["curl"] = None
     cpu = ""
     with contextlib.suppress(OSError):
+        info: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        # Virtual machines often report a bare "Intel(R) Xeon(R) Processor": the vendor,
+        # family and model numbers tell the CPU generations apart.
+        cpu = (
+            f"{info.get('model name', '?')} ({info.get('vendor_id', '?')}, family "
+            f"{info.get('cpu family', '?')} model {info.get('model', '?')})"
+        )
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -1,28 +1,37 @@
-"""``python -m benches.ship_bench``: shipping many files (issue 6), poster-rs against its peers.
+"""``python -m benches.ship_bench``: shipping many files (issue 13), poster-rs against its peers.
 
-10,000 files of 64 KiB (``--quick``: 1,000) of random data, created once in the data directory,
-are uploaded one request per file, 8 at a time, to ``benches.server`` (a keep-alive discard
-server in another process, the same one for every case):
+Two workloads of random files, created once in the data directory: 10,000 files of 64 KiB and
+100,000 files of 4 KiB (``--quick``: a tenth of each), uploaded 8 at a time to
+``benches.server`` (a keep-alive discard server in another process, the same one for every
+case):
 
-- ``poster-rs ship (API)``: ``poster_rs.ship(paths, url, workers=8)`` in a fresh process, timed
-  around the call;
-- ``poster-rs ship (CLI)``: ``poster-rs ship URL DIR -j 8 --no-progress``, wall time of the
-  command (interpreter start and the directory walk included);
-- ``poster-rs ship (CLI, --log)``: the same with ``--log results.jsonl`` (a fresh log each run):
-  one JSON line appended and fsynced per file, on the thread that dispatches the jobs;
+- ``poster-rs ship (API)``: ``poster_rs.ship(paths, url, workers=8)`` in a fresh process, one
+  request per file, timed around the call;
+- ``poster-rs ship (API, batch 64)``: the same with ``batch=64`` (64 files per request, as
+  repeated parts; results still per file);
+- ``poster-rs ship (CLI)``, ``(CLI, --log)``, ``(CLI, --batch 64)``: ``poster-rs ship URL DIR
+  -j 8 --no-progress`` (plus ``--log results.jsonl``, a fresh log each run, or ``--batch
+  64``), wall time of the command (interpreter start and the directory walk included);
+- ``poster-rs ship (Dask, 2 processes)``: ``ship(..., executor=client.get_executor())`` on a
+  local Dask cluster of 2 worker processes (4 threads each), timed around the call (the
+  cluster's start is not counted);
 - ``curl -F (xargs -P 8)``: ``xargs -0 -P 8 -I{} curl -sS --fail -o /dev/null -F file=@{} URL``
-  with Debian's curl, wall time (n/a when curl is not installed);
-- ``httpx AsyncClient (8 concurrent)``: 8 coroutines sharing one ``httpx.AsyncClient`` (8
-  keep-alive connections) posting ``files={"file": (name, open file)}``, timed around
-  ``asyncio.run``.
+  (n/a when curl is not installed);
+- ``httpx AsyncClient (8 concurrent)``: 8 coroutines sharing one ``httpx.AsyncClient`` posting
+  ``files={"file": (name, open file)}``;
+- ``receiver ceiling``: what the server can take, shown beside the clients: 8 threads sending
+  pre-built requests (one file, and 64 files, per request) over keep-alive connections with
+  nothing else to do. Its files/s is a lower bound of the receiver's capacity; a client case
+  near it is limited by the receiver, not by itself.
 
 Before any timing, each case uploads a few files to the server's ``/verify`` path, which parses
 the body and answers with each part's name, filename, size and SHA-256: a case whose bodies are
 wrong is reported as such and not timed. Runs are interleaved (every case once per round, the
-order rotating), and the table gives the median of ``--runs`` (>= 3) with the min–max, in
-files/s and MB/s of file data (10^6 bytes), and the ratio of each poster-rs case to the faster
-of the two peers (target: >= 2x). Results go to ``ship.md`` (also printed) and ``ship.json`` in
-``--out``. ``--profile`` adds a cProfile of the ship worker path (``ship_profile.txt``).
+order rotating), and each table gives the median of ``--runs`` (>= 3) with the min–max, in
+files/s and MB/s of file data (10^6 bytes), and each poster-rs case's ratio to the faster of
+the two peers. Targets (issue 13): unbatched >= 3x the faster peer, batches of 64 >= 20x,
+``--log`` within 15 % of the same run without it. Results go to ``ship.md`` (also printed)
+and ``ship.json`` in ``--out``. ``--profile`` adds a cProfile of the ship worker path.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import concurrent.futures
 import contextlib
 import cProfile
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -40,10 +50,12 @@ import platform
 import pstats
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from importlib import metadata
@@ -53,20 +65,30 @@ from typing import Any
 from .runner import discard_server
 
 REPO = Path(__file__).resolve().parent.parent
-FULL_FILES = 10_000
-QUICK_FILES = 1_000
-FILE_SIZE = 64 << 10
+#: name: (files, bytes per file); --quick divides the file counts by 10.
+WORKLOADS = {"64k": (10_000, 64 << 10), "4k": (100_000, 4 << 10)}
 VERIFY_FILES = 6
-TARGET = 2.0
+BATCH = 64
+#: Issue 13's targets: ratio to the faster peer (unbatched, batched); --log against no log.
+TARGET_UNBATCHED = 3.0
+TARGET_BATCHED = 20.0
+LOG_TOLERANCE = 0.15
 
 API = "poster-rs ship (API)"
+API_BATCH = f"poster-rs ship (API, batch {BATCH})"
 CLI = "poster-rs ship (CLI)"
 CLI_LOG = "poster-rs ship (CLI, --log)"
+CLI_BATCH = f"poster-rs ship (CLI, --batch {BATCH})"
+DASK = "poster-rs ship (Dask, 2 processes)"
 CURL = "curl -F (xargs -P 8)"
 HTTPX = "httpx AsyncClient (8 concurrent)"
-CASES = (API, CLI, CLI_LOG, CURL, HTTPX)
-POSTER_CASES = (API, CLI, CLI_LOG)
+CEILING = "receiver ceiling (1 file per request)"
+CEILING_BATCH = f"receiver ceiling ({BATCH} files per request)"
+CASES = (API, API_BATCH, CLI, CLI_LOG, CLI_BATCH, DASK, CURL, HTTPX, CEILING, CEILING_BATCH)
+POSTER_CASES = (API, API_BATCH, CLI, CLI_LOG, CLI_BATCH, DASK)
+BATCHED_CASES = (API_BATCH, CLI_BATCH)
 PEERS = (CURL, HTTPX)
+CEILINGS = (CEILING, CEILING_BATCH)
 
 
 def log(msg: str) -> None:
@@ -113,12 +135,7 @@ def make_data(base: Path, count: int, size: int) -> tuple[Path, list[Path], dict
 # --- the cases, each in its own process ---------------------------------------------------------
 
 
-def _child_api(url: str, paths: list[str], workers: int) -> dict[str, Any]:
-    from poster_rs import ship
-
-    started = time.perf_counter()
-    results = ship(paths, url, workers=workers, progress=False)
-    seconds = time.perf_counter() - started
+def _results_summary(results: list[Any], seconds: float) -> dict[str, Any]:
     failed = [f"{r.path}: {r.error}" for r in results if not r.ok]
     return {
         "seconds": seconds,
@@ -128,9 +145,40 @@ def _child_api(url: str, paths: list[str], workers: int) -> dict[str, Any]:
     }
 
 
-def _child_httpx(url: str, paths: list[str], workers: int) -> dict[str, Any]:
+def _child_api(spec: dict[str, Any]) -> dict[str, Any]:
+    from poster_rs import ship
+
+    started = time.perf_counter()
+    results = ship(
+        spec["paths"], spec["url"], workers=spec["workers"], batch=spec.get("batch"),
+        progress=False,
+    )  # fmt: skip
+    return _results_summary(results, time.perf_counter() - started)
+
+
+def _child_dask(spec: dict[str, Any]) -> dict[str, Any]:
+    from poster_rs import ship
+
+    distributed: Any = importlib.import_module("distributed")  # untyped
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=spec["workers"] // 2 or 1, processes=True,
+            host="127.0.0.1", dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):  # fmt: skip
+        executor = client.get_executor()
+        ship(spec["paths"][:20], spec["url"], executor=executor, progress=False)  # warm-up
+        started = time.perf_counter()
+        results = ship(spec["paths"], spec["url"], executor=executor, progress=False)
+        return _results_summary(results, time.perf_counter() - started)
+
+
+def _child_httpx(spec: dict[str, Any]) -> dict[str, Any]:
     import httpx
 
+    url, paths, workers = spec["url"], spec["paths"], spec["workers"]
     failed: list[str] = []
     responses: list[str] = []
     ok = 0
@@ -161,12 +209,78 @@ def _child_httpx(url: str, paths: list[str], workers: int) -> dict[str, Any]:
     started = time.perf_counter()
     asyncio.run(main())
     seconds = time.perf_counter() - started
+    return {"seconds": seconds, "ok": ok, "failed": failed, "responses": responses}
+
+
+def _read_response(sock: socket.socket, pending: bytearray) -> tuple[int, bytes]:
+    """One response off a keep-alive connection: ``(status, body)``."""
+    while b"\r\n\r\n" not in pending:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("the receiver closed the connection")
+        pending += data
+    head, _, rest = bytes(pending).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(
+        int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")
+    )
+    while len(rest) < length:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("the receiver closed the connection")
+        rest += data
+    pending[:] = rest[length:]
+    return int(lines[0].split()[1]), rest[:length]
+
+
+def _child_ceiling(spec: dict[str, Any]) -> dict[str, Any]:
+    """The receiver's ceiling: ``workers`` threads sending one pre-built request (``per``
+    files) again and again over keep-alive connections, ``len(paths)`` files in all."""
+    import urllib.parse
+
+    from poster_rs import multipart_encode
+
+    url = urllib.parse.urlsplit(spec["url"])
+    paths, per = spec["paths"], spec["per"]
+    stream, headers = multipart_encode([("file", Path(p)) for p in paths[:per]])
+    with stream:
+        body = b"".join(stream)
+    head = f"POST {url.path or '/'} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    request = head.encode("latin-1") + body
+    requests = -(-len(paths) // per)
+    tickets = iter(range(requests))  # next() on a range iterator is atomic under the GIL
+    responses: list[str] = []
+    failed: list[str] = []
+
+    def worker() -> None:
+        with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pending = bytearray()
+            for _ in tickets:
+                sock.sendall(request)
+                status, reply = _read_response(sock, pending)
+                if status != 200:
+                    failed.append(f"HTTP {status}")
+                elif len(responses) < VERIFY_FILES:
+                    responses.append(reply.decode())
+
+    threads = [threading.Thread(target=worker) for _ in range(spec["workers"])]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    ok = 0 if failed else len(paths)
     return {"seconds": seconds, "ok": ok, "failed": failed[:5], "responses": responses}
 
 
-CHILDREN: dict[str, Callable[[str, list[str], int], dict[str, Any]]] = {
+CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "api": _child_api,
+    "dask": _child_dask,
     "httpx": _child_httpx,
+    "ceiling": _child_ceiling,
 }
 
 
@@ -190,6 +304,19 @@ def _run(args: list[str], timeout: float, stdin: bytes | None = None) -> tuple[i
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
+def _child_spec(case: str, url: str, paths: list[Path], workers: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {"url": url, "workers": workers, "paths": [str(p) for p in paths]}
+    if case in (API, API_BATCH):
+        spec.update(case="api", batch=BATCH if case == API_BATCH else None)
+    elif case == DASK:
+        spec["case"] = "dask"
+    elif case == HTTPX:
+        spec["case"] = "httpx"
+    else:
+        spec.update(case="ceiling", per=BATCH if case == CEILING_BATCH else 1)
+    return spec
+
+
 def run_case(
     case: str,
     url: str,
@@ -202,11 +329,9 @@ def run_case(
 ) -> dict[str, Any]:
     """One timed run: ``{"seconds", "ok", "failed", "responses"}``; raises on a failed run.
     ``check``: a verification run of a few ``paths``, keeping the server's answers."""
-    if case in (API, HTTPX):
-        spec = {"case": "api" if case == API else "httpx", "url": url, "workers": workers}
-        spec["paths"] = [str(p) for p in paths]
+    if case in (API, API_BATCH, DASK, HTTPX, CEILING, CEILING_BATCH):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(spec, f)
+            json.dump(_child_spec(case, url, paths, workers), f)
         try:
             code, out, err = _run(
                 [sys.executable, "-m", "benches.ship_bench", "--child", f.name], timeout
@@ -215,8 +340,8 @@ def run_case(
             os.unlink(f.name)
         if code != 0:
             raise RuntimeError(f"{case}: exit {code}: {err.strip()[-2000:]}")
-        result = json.loads(out.strip().splitlines()[-1])
-    elif case in (CLI, CLI_LOG):
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    elif case in (CLI, CLI_LOG, CLI_BATCH):
         with tempfile.TemporaryDirectory() as work:
             log_path = Path(work) / "log.jsonl"
             command = [sys.executable, "-m", "poster_rs", "ship", url, str(directory)]
@@ -225,6 +350,8 @@ def run_case(
                 command[5:6] = [str(p) for p in paths]
             if check or case == CLI_LOG:
                 command += ["--log", str(log_path)]
+            if case == CLI_BATCH:
+                command += ["--batch", str(BATCH)]
             started = time.perf_counter()
             code, out, err = _run(command, timeout)
             seconds = time.perf_counter() - started
@@ -272,22 +399,33 @@ def run_case(
 def verify(
     case: str, url: str, directory: Path, paths: list[Path], sums: dict[str, str], size: int
 ) -> None:
-    """Uploads the first files to ``/verify`` and checks what the server parsed."""
+    """Uploads the first files to ``/verify`` and checks what the server parsed: every file
+    once, with its name, size and SHA-256 (a batch's parts checked by their digest)."""
+    from .verify import Part, compare
+
     sample = paths[:VERIFY_FILES]
+    if case == CEILING_BATCH:
+        sample = paths[:BATCH]
     result = run_case(case, url + "verify", directory, sample, VERIFY_FILES, 120, check=True)
-    if len(result["responses"]) != len(sample):
-        raise RuntimeError(f"{case}: {len(result['responses'])} answers for {len(sample)} files")
-    seen = set()
-    for text in result["responses"]:
-        reply = json.loads(text)
-        if reply.get("count") != 1:
-            raise RuntimeError(f"{case}: the server parsed {reply}")
-        name, filename, length, digest = reply["head"][0]
-        if name != "file" or filename not in sums or length != size or digest != sums[filename]:
-            raise RuntimeError(f"{case}: wrong part {reply['head'][0]}")
-        seen.add(filename)
-    if seen != {p.name for p in sample}:
-        raise RuntimeError(f"{case}: parts for {sorted(seen)}, sent {[p.name for p in sample]}")
+    replies = [json.loads(text) for text in dict.fromkeys(result["responses"])]
+    if case in CEILINGS:
+        replies = replies[:1]  # the same pre-built request every time
+    seen: list[str] = []
+    for reply in replies:
+        if reply.get("count", 0) > 2:
+            expected: list[Part] = [("file", p.name, size, sums[p.name]) for p in sample]
+            problem = compare(expected, reply)
+            if problem is not None:
+                raise RuntimeError(f"{case}: {problem}")
+            seen += [p.name for p in sample]
+            continue
+        for name, filename, length, digest in reply.get("head", []):
+            if name != "file" or sums.get(filename) != digest or length != size:
+                raise RuntimeError(f"{case}: wrong part {[name, filename, length, digest]}")
+            seen.append(filename)
+    want = sorted(p.name for p in sample[: 1 if case == CEILING else len(sample)])
+    if sorted(seen) != want:
+        raise RuntimeError(f"{case}: parts for {sorted(seen)}, sent {want}")
 
 
 # --- profile --------------------------------------------------------------------------------------
@@ -338,6 +476,39 @@ def _fmt(values: list[float], digits: int = 0) -> str:
     return f"{med:,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
 
 
+def _verdicts(rows: dict[str, dict[str, Any]], best_peer: str | None) -> list[str]:
+    out = []
+    if best_peer is not None:
+        for case in POSTER_CASES:
+            if "ratio" not in rows.get(case, {}):
+                continue
+            target = TARGET_BATCHED if case in BATCHED_CASES else TARGET_UNBATCHED
+            ratio = rows[case]["ratio"]
+            met = "met" if ratio >= target else "MISSED"
+            out.append(f"{case} {ratio:.2f}x (>= {target:g}x: {met})")
+    if CLI in rows and CLI_LOG in rows:
+        share = rows[CLI_LOG]["median_files_per_s"] / rows[CLI]["median_files_per_s"]
+        met = "met" if share >= 1 - LOG_TOLERANCE else "MISSED"
+        floor = 1 - LOG_TOLERANCE
+        out.append(f"--log at {share:.0%} of the same run without it (>= {floor:.0%}: {met})")
+    # Each ceiling against the clients that send as it does: one file, or 64, per request.
+    for ceiling, label, batched in (
+        (CEILING, "1 file per request", False),
+        (CEILING_BATCH, f"{BATCH} files per request", True),
+    ):
+        clients = [
+            rows[c]["median_files_per_s"]
+            for c in rows
+            if c not in CEILINGS and (c in BATCHED_CASES) == batched
+        ]
+        if ceiling not in rows or not clients:
+            continue
+        limit, fastest = rows[ceiling]["median_files_per_s"], max(clients)
+        verdict = "faster than every client" if limit > fastest else "NOT faster than every client"
+        out.append(f"receiver ceiling {limit:,.0f} files/s ({label}) vs {fastest:,.0f}: {verdict}")
+    return out
+
+
 def build_report(
     times: dict[str, list[float]],
     skipped: dict[str, str],
@@ -362,10 +533,10 @@ def build_report(
     lines = [
         f"## Shipping {count:,} files of {size // 1024} KiB, {workers} concurrent uploads",
         "",
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{_cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"poster-rs {_version('poster-rs')}, httpx {_version('httpx')}, {_curl_version()}; "
-        "server: `benches/server.py` in another process (keep-alive, reads and discards each "
-        f"body, answers 200). Median of {runs} runs (min–max); MB/s of file data (10^6 B).",
+        "receiver: `benches/server.py` in another process (keep-alive, reads and discards "
+        f"each body, answers 200). Median of {runs} runs (min–max); MB/s of file data (10^6 B).",
         "",
         "| case | files/s | MB/s | seconds | vs faster peer |",
         "|---|---:|---:|---:|---:|",
@@ -379,26 +550,18 @@ def build_report(
             continue
         if best_peer is None:
             ratio = "n/a"
-        elif case in POSTER_CASES:
+        elif case in POSTER_CASES or case in CEILINGS:
             row["ratio"] = row["median_files_per_s"] / rows[best_peer]["median_files_per_s"]
-            ratio = f"**{row['ratio']:.2f}x**"
+            ratio = f"**{row['ratio']:.2f}x**" if case in POSTER_CASES else f"{row['ratio']:.2f}x"
         else:
             ratio = "(faster peer)" if case == best_peer else ""
         lines.append(
             f"| {case} | {_fmt(row['files_per_s'])} | {_fmt(row['mb_per_s'], 1)} | "
             f"{_fmt(row['seconds'], 2)} | {ratio} |"
         )
-    verdicts = []
-    if best_peer is not None:
-        for case in POSTER_CASES:
-            if "ratio" in rows.get(case, {}):
-                ratio = rows[case]["ratio"]
-                met = "met" if ratio >= TARGET else "MISSED"
-                verdicts.append(f"{case} {ratio:.2f}x ({met})")
-        lines += [
-            "",
-            f"Target: >= {TARGET:g}x the faster peer ({best_peer}): " + "; ".join(verdicts) + ".",
-        ]
+    verdicts = _verdicts(rows, best_peer)
+    if verdicts:
+        lines += ["", f"Targets (faster peer: {best_peer}): " + "; ".join(verdicts) + "."]
     data = {
         "files": count,
         "size": size,
@@ -410,6 +573,7 @@ def build_report(
         "environment": {
             "python": sys.version,
             "platform": platform.platform(),
+            "cpu": _cpu_model(),
             "cpus": os.cpu_count(),
             "poster-rs": _version("poster-rs"),
             "httpx": _version("httpx"),
@@ -417,6 +581,14 @@ def build_report(
         },
     }
     return "\n".join(lines) + "\n", data
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def _version(package: str) -> str:
@@ -442,9 +614,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benches.ship_bench",
         description="Shipping many files: poster-rs ship vs xargs+curl -F vs httpx AsyncClient.",
     )
-    p.add_argument("--quick", action="store_true", help=f"{QUICK_FILES:,} files, not 10,000")
-    p.add_argument("--files", type=int, help="number of files (overrides --quick)")
-    p.add_argument("--size", type=int, default=FILE_SIZE, help="bytes per file (65536)")
+    p.add_argument("--quick", action="store_true", help="a tenth of the files of each workload")
+    p.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="64k, 4k or both (default: 64k,4k)"
+    )
+    p.add_argument("--files", type=int, help="number of files (overrides the workload's)")
     p.add_argument("--runs", type=int, default=3, help="timed runs per case (>= 3; default 3)")
     p.add_argument("--workers", type=int, default=8, help="concurrent uploads (8)")
     p.add_argument("--cases", default="", help="only cases whose name contains one of these")
@@ -461,13 +635,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.runs < 3 and args.child is None:
         p.error("--runs must be at least 3 (the table reports a median)")
+    unknown = set(args.workloads.split(",")) - set(WORKLOADS)
+    if unknown:
+        p.error(f"unknown workloads {sorted(unknown)} (choose from {', '.join(WORKLOADS)})")
     return args
 
 
 def _child(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
-    result = CHILDREN[spec["case"]](spec["url"], spec["paths"], spec["workers"])
-    print(json.dumps(result))
+    print(json.dumps(CHILDREN[spec["case"]](spec)))
     return 0
 
 
@@ -478,44 +654,70 @@ def _server() -> Iterator[str]:
         yield base + "/"
 
 
+def _unavailable(cases: list[str]) -> dict[str, str]:
+    skipped = {}
+    if CURL in cases and shutil.which("curl") is None:
+        skipped[CURL] = "curl not installed (apt-get install curl)"
+    if DASK in cases:
+        try:
+            metadata.version("distributed")
+        except metadata.PackageNotFoundError:
+            skipped[DASK] = "dask distributed not installed"
+    return skipped
+
+
+def run_workload(
+    args: argparse.Namespace, url: str, count: int, size: int, cases: list[str]
+) -> tuple[str, dict[str, Any]]:
+    skipped = _unavailable(cases)
+    directory, paths, sums = make_data(Path(args.data_dir), count, size)
+    times: dict[str, list[float]] = {c: [] for c in cases if c not in skipped}
+    for case in list(times):
+        log(f"verifying {case} ...")
+        try:
+            verify(case, url, directory, paths, sums, size)
+        except Exception as exc:
+            log(f"  FAILED: {exc}")
+            skipped[case] = f"wrong body: {exc}"[:200]
+            del times[case]
+    order = list(times)
+    for run in range(args.runs):
+        for case in order[run % len(order) :] + order[: run % len(order)]:
+            time.sleep(args.pause)
+            result = run_case(case, url, directory, paths, args.workers, args.timeout)
+            times[case].append(result["seconds"])
+            log(
+                f"{count:,} x {size // 1024} KiB, run {run + 1}/{args.runs} {case}: "
+                f"{result['seconds']:.2f} s, {count / result['seconds']:,.0f} files/s"
+            )
+    return build_report(times, skipped, count, size, args.workers, args.runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child is not None:
         return _child(args.child)
-    count = args.files or (QUICK_FILES if args.quick else FULL_FILES)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
     cases = [c for c in CASES if not wanted or any(w in c for w in wanted)]
-    skipped: dict[str, str] = {}
-    if CURL in cases and shutil.which("curl") is None:
-        skipped[CURL] = "curl not installed (apt-get install curl)"
-    directory, paths, sums = make_data(Path(args.data_dir), count, args.size)
-    times: dict[str, list[float]] = {c: [] for c in cases if c not in skipped}
+    tables: list[str] = []
+    results: dict[str, Any] = {}
     with _server() as url:
-        for case in list(times):
-            log(f"verifying {case} ...")
-            try:
-                verify(case, url, directory, paths, sums, args.size)
-            except Exception as exc:
-                log(f"  FAILED: {exc}")
-                skipped[case] = f"wrong body: {exc}"[:200]
-                del times[case]
-        order = list(times)
-        for run in range(args.runs):
-            for case in order[run % len(order) :] + order[: run % len(order)]:
-                time.sleep(args.pause)
-                result = run_case(case, url, directory, paths, args.workers, args.timeout)
-                times[case].append(result["seconds"])
-                log(
-                    f"run {run + 1}/{args.runs} {case}: {result['seconds']:.2f} s, "
-                    f"{count / result['seconds']:,.0f} files/s"
-                )
-        profile_text = profile(url, paths, out) if args.profile else None
-    table, data = build_report(times, skipped, count, args.size, args.workers, args.runs)
-    (out / "ship.md").write_text(table)
-    (out / "ship.json").write_text(json.dumps(data, indent=2))
-    print(table)
+        for name in args.workloads.split(","):
+            count, size = WORKLOADS[name]
+            count = args.files or (count // 10 if args.quick else count)
+            table, data = run_workload(args, url, count, size, cases)
+            tables.append(table)
+            results[name] = data
+        profile_text = None
+        if args.profile:
+            _, paths, _ = make_data(Path(args.data_dir), *WORKLOADS["64k"])
+            profile_text = profile(url, paths, out)
+    text = "\n".join(tables)
+    (out / "ship.md").write_text(text)
+    (out / "ship.json").write_text(json.dumps(results, indent=2))
+    print(text)
     if profile_text is not None:
         print("\n".join(profile_text.splitlines()[:45]))
         print(f"(whole profile in {out / 'ship_profile.txt'})")

@@ -16,11 +16,9 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import gc
-import hashlib
 import json
 import multiprocessing
 import os
-import random
 import re
 import signal
 import socket
@@ -30,12 +28,22 @@ import threading
 import time
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _ship_helpers import (
+    SlowUploadServer,
+    assert_exactly_once,
+    bounded,
+    count_lines,
+    file_parts,
+    make_files,
+    sha256,
+    wait_quiet,
+)
 from poster_rs import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
 from poster_rs.ship import collect_files, read_log
 
@@ -56,72 +64,14 @@ FAST_RETRY = RetryPolicy(retries=12, base_delay=0.005, max_delay=0.05, max_retry
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def bounded(fn: Callable[..., Any], *args: Any, limit: float = 60.0, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` in a daemon thread; fails the test if it takes over ``limit`` s."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # re-raised in the test's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(limit)
-    if thread.is_alive():
-        pytest.fail(f"{getattr(fn, '__name__', fn)} did not return within {limit} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def make_files(
-    directory: Path, count: int, low: int = 1024, high: int = 4096, seed: int = 6, ext: str = "bin"
-) -> dict[str, str]:
-    """``count`` files of random size and content; returns ``{absolute path: sha256}``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    out = {}
-    for i in range(count):
-        data = rng.randbytes(rng.randint(low, high))
-        path = directory / f"f{i:05d}.{ext}"
-        path.write_bytes(data)
-        out[str(path)] = sha256(data)
-    return out
-
-
-def file_parts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The file parts of the server's successful records."""
-    return [p for r in records for p in r["parts"] if p["filename"] is not None]
-
-
-def assert_exactly_once(records: list[dict[str, Any]], expected: dict[str, str]) -> None:
-    """Every expected file is in the server's records exactly once, with its SHA-256."""
-    by_name = {os.path.basename(p): digest for p, digest in expected.items()}
-    parts = file_parts(records)
-    counts = collections.Counter(p["filename"] for p in parts)
-    twice = sorted(n for n, c in counts.items() if c > 1)
-    missing = sorted(set(by_name) - set(counts))
-    extra = sorted(set(counts) - set(by_name))
-    assert not twice, f"{len(twice)} files received more than once, e.g. {twice[:5]}"
-    assert not missing, f"{len(missing)} files never received, e.g. {missing[:5]}"
-    assert not extra, f"unexpected files received: {extra[:5]}"
-    bad = [p["filename"] for p in parts if p["sha256"] != by_name[p["filename"]]]
-    assert not bad, f"{len(bad)} files arrived corrupted, e.g. {bad[:5]}"
-
-
 def assert_results_ok(results: list[UploadResult], expected: dict[str, str]) -> None:
     assert len(results) == len(expected)
     failed = [(r.path, r.status, r.error) for r in results if not r.ok]
     assert not failed, f"{len(failed)} jobs failed, e.g. {failed[:3]}"
-    assert sorted(r.path for r in results) == sorted(expected)
+    assert sorted(r.path or "" for r in results) == sorted(expected)
     assert len({r.key for r in results}) == len(results)
     for r in results:
+        assert r.path is not None
         assert r.status == 200
         assert not r.skipped
         assert r.attempts >= 1
@@ -381,7 +331,9 @@ def test_connection_refused_is_retried_then_reported(one_file: str) -> None:
     assert "refused" in (result.error or "").lower()
 
 
-def test_missing_file_fails_at_once_without_retry(upload_server: UploadServer, tmp_path) -> None:
+def test_missing_file_fails_at_once_without_retry(
+    upload_server: UploadServer, tmp_path: Path
+) -> None:
     missing = str(tmp_path / "nope.bin")
     (result,) = bounded(ship, [missing], upload_server.url, retries=5, progress=False)
     assert (result.ok, result.status, result.attempts, result.bytes) == (False, None, 1, 0)
@@ -472,7 +424,7 @@ def test_callback_called_once_per_job_including_skipped(
         timeout=TIMEOUT,
     )  # fmt: skip
     assert len(seen) == len(paths) == len(results)
-    assert sorted(r.path for r in seen) == sorted(paths)
+    assert sorted(r.path or "" for r in seen) == sorted(paths)
     assert [id(r) for r in seen] == [id(r) for r in results]  # the same objects, same order
     assert sum(r.skipped for r in seen) == 10
     assert {r.path for r in seen if r.skipped} == set(paths[:10])
@@ -496,9 +448,9 @@ def test_progress_true_shows_a_bar_on_stderr(
     bounded(ship, list(expected), upload_server.url, progress=True, timeout=TIMEOUT)
     out, err = capfd.readouterr()
     assert out == ""
-    assert "20/20" in err
-    assert "file" in err
-    assert "MiB" in err
+    # In bytes as they go out (issue 13), with the files done.
+    assert "20/20 files" in err
+    assert "B/s" in err
 
 
 # --- the results log and resume -----------------------------------------------------------------
@@ -551,36 +503,6 @@ def test_read_log_ignores_garbage_and_keeps_last_entry(tmp_path: Path) -> None:
 CLI = [sys.executable, "-m", "poster_rs"]
 
 
-class SlowUploadServer(UploadServer):
-    """An UploadServer that takes ``delay`` seconds per request, so a job can be killed
-    half-way."""
-
-    delay = 0.01
-
-    def record(self, path: str, parts: list[dict[str, Any]], size: int) -> None:
-        time.sleep(self.delay)
-        super().record(path, parts, size)
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as f:
-            return sum(1 for _ in f)
-    except FileNotFoundError:
-        return 0
-
-
-def _wait_quiet(server: UploadServer, quiet: float = 0.3, limit: float = 10.0) -> None:
-    """Waits (bounded) until the server has recorded nothing new for ``quiet`` seconds."""
-    deadline = time.monotonic() + limit
-    count, since = server.received_count, time.monotonic()
-    while time.monotonic() - since < quiet:
-        assert time.monotonic() < deadline, "the server did not settle"
-        time.sleep(0.02)
-        if server.received_count != count:
-            count, since = server.received_count, time.monotonic()
-
-
 def test_killed_cli_job_resumes_from_its_log(tmp_path: Path) -> None:
     total = 600
     src = tmp_path / "src"
@@ -593,7 +515,7 @@ def test_killed_cli_job_resumes_from_its_log(tmp_path: Path) -> None:
         )
         try:
             deadline = time.monotonic() + 60
-            while _count_lines(log) < total // 2:
+            while count_lines(log) < total // 2:
                 if proc.poll() is not None:
                     assert proc.stderr is not None
                     pytest.fail(
@@ -613,7 +535,7 @@ def test_killed_cli_job_resumes_from_its_log(tmp_path: Path) -> None:
             proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
         # Requests in flight at the kill may still be recorded: wait until the server is quiet.
-        _wait_quiet(server)
+        wait_quiet(server)
         run1_records = list(server.received)
         run1_ok = {e["path"] for e in read_log(log).values() if e["ok"]}
         assert total // 2 <= len(run1_ok) < total
@@ -806,7 +728,7 @@ def test_ship_iter_stops_early_without_hanging(tmp_path: Path, upload_server: Up
     def first_then_stop() -> UploadResult:
         iterator = ship_iter(list(expected), upload_server.url, workers=2, progress=False)
         first = next(iterator)
-        iterator.close()  # type: ignore[attr-defined]
+        iterator.close()
         return first
 
     first = bounded(first_then_stop, limit=30)

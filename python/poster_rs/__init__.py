@@ -7,47 +7,34 @@ Content-Length. The stream plugs into requests, httpx, aiohttp, urllib3, urllib 
 
 from __future__ import annotations
 
-from ._poster_rs import (
-    BoundaryError,
-    FileChangedError,
-    NotSeekableError,
-    __version__,
-)
-from .encode import (
-    MultipartParam,
-    encode_and_quote,
-    encode_file_header,
-    encode_string,
-    gen_boundary,
-    get_body_size,
-    get_headers,
-    multipart_encode,
-)
+import logging
+
+from . import encode, errors
+from ._poster_rs import __version__
+from ._version import release_tuple
+
+# poster's encode API and the exceptions, exported under the names their modules list.
+from .encode import *  # noqa: F403
+from .errors import *  # noqa: F403
 from .ship import RetryPolicy, UploadJob, UploadResult, ship, ship_iter
 from .stream import ChunkedMultipartStream, MultipartReader, MultipartStream
 
-version = tuple(int(x) for x in __version__.split(".")[:3])
+version = release_tuple(__version__)
+
+# Library logging is silent unless the application configures it (``poster-rs -v`` does).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
-    "BoundaryError",
     "ChunkedMultipartStream",
-    "FileChangedError",
-    "MultipartParam",
     "MultipartReader",
     "MultipartStream",
-    "NotSeekableError",
     "RetryPolicy",
     "UploadJob",
     "UploadResult",
     "__version__",
-    "encode_and_quote",
-    "encode_file_header",
-    "encode_string",
-    "gen_boundary",
-    "get_body_size",
-    "get_headers",
-    "multipart_encode",
     "ship",
     "ship_iter",
     "version",
 ]
+__all__ += encode.__all__
+__all__ += errors.__all__

@@ -16,10 +16,9 @@ import stat
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 from . import _poster_rs
-from ._poster_rs import BoundaryError
 from .stream import ChunkedMultipartStream, MultipartStream
 
 __all__ = [
@@ -33,7 +32,9 @@ __all__ = [
     "multipart_encode",
 ]
 
+#: How names and filenames are escaped (see the README).
 EscapeMode = Literal["quoted", "html5", "poster"]
+#: ``cb(param, current, total)``: ``param`` is ``None`` on the last call, ``total`` when unknown.
 Callback = Callable[[Any, int, Any], object]
 
 #: Default size of the chunks a stream yields (file data is read straight into them).
@@ -134,18 +135,6 @@ def _measure(fileobj: Any) -> tuple[int | None, int | None]:
     return start, max(end - start, 0)
 
 
-def _file_kind(mode: int) -> str:
-    for test, kind in (
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return kind
-    return "a special file"
-
-
 def _clean_text(text: str) -> str:
     """``text`` with bytes that were not UTF-8 (surrogate escapes) and lone surrogates
     replaced by U+FFFD, so it can be sent as UTF-8."""
@@ -173,7 +162,20 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, "") if value is None else (1, value)
 
 
-class MultipartParam:
+class _ParamFields(NamedTuple):
+    """What ``MultipartParam._normalize_arguments`` hands the compiled constructor."""
+
+    name: str
+    value: str | bytes | None
+    filename: str | None
+    filetype: str | None
+    filesize: int | None
+    fileobj: BinaryIO | None
+    start: int | None  # where the file object's data begins
+    headers: list[tuple[str, str]] | None
+
+
+class MultipartParam(_poster_rs.Param):
     """One multipart/form-data parameter: a text value, or a file.
 
     ``MultipartParam(name, value=None, filename=None, filetype=None, filesize=None,
@@ -181,57 +183,61 @@ class MultipartParam:
     given. ``headers`` adds part header lines (values with CR, LF or NUL are refused).
     ``cb(param, current, total)`` is called as this part streams, with ``current`` and
     ``total`` counted within the part.
+
+    The fields live in the compiled base class, which builds a ``str`` name with a ``str`` or
+    ``bytes`` value on its own and renders the part's bytes; other arguments are checked by
+    ``_normalize_arguments`` below.
     """
 
-    def __init__(
-        self,
+    # No instance __dict__: a parameter holding only text is then left out of the cycle
+    # collector's work (see Param.__init__), which matters for forms of 100,000 parameters.
+    __slots__ = ()
+
+    @classmethod
+    def _normalize_arguments(
+        cls,
         name: str | bytes,
-        value: Any = None,
-        filename: Any = None,
-        filetype: str | None = None,
-        filesize: int | None = None,
-        fileobj: BinaryIO | None = None,
-        cb: Callback | None = None,
-        *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-    ) -> None:
-        self.name = _text(name, "name")
-        self.value = _strify(value)
-        self.filename = None if filename is None else self._filename_text(filename)
+        value: Any,
+        filename: Any,
+        filetype: Any,
+        filesize: Any,
+        fileobj: Any,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+    ) -> _ParamFields:
+        name = _text(name, "name")
+        value = _strify(value)
+        if filename is not None:
+            filename = cls._filename_text(filename)
         if filetype is not None and not isinstance(filetype, str):
             raise TypeError(f"filetype must be str, not {type(filetype).__name__}")
-        self.filetype = filetype
-        if self.value is not None and fileobj is not None:
+        if value is not None and fileobj is not None:
             raise ValueError("Only one of value or fileobj may be specified")
         if filesize is not None:
             if isinstance(filesize, bool) or not isinstance(filesize, int):
                 raise TypeError(f"filesize must be an int, not {type(filesize).__name__}")
             if filesize < 0:
                 raise ValueError(f"filesize must not be negative (got {filesize})")
-        self._fileobj = fileobj
-        self._path: str | bytes | None = None
-        self._start: int | None = None
+        start = None
         if fileobj is not None:
             if not hasattr(fileobj, "read"):
                 raise TypeError(f"fileobj must have a read() method, not {type(fileobj).__name__}")
             if getattr(fileobj, "closed", False) is True:
-                raise ValueError(f"part {self.name!r}: the file object is closed")
+                raise ValueError(f"part {name!r}: the file object is closed")
             if _is_text_file(fileobj):
                 raise TypeError(
-                    f"part {self.name!r}: the file object is open in text mode; open it in "
+                    f"part {name!r}: the file object is open in text mode; open it in "
                     "binary mode ('rb') so its bytes are sent as they are"
                 )
-            self._start, measured = _measure(fileobj)
+            start, measured = _measure(fileobj)
             if filesize is None:
                 filesize = measured
             elif measured is not None and measured != filesize:
                 raise ValueError(
-                    f"part {self.name!r}: filesize={filesize} but the file object has "
+                    f"part {name!r}: filesize={filesize} but the file object has "
                     f"{measured} bytes from its current position"
                 )
-        self.filesize = filesize
-        self.cb = cb
-        self.headers = None if headers is None else self._header_list(headers)
+        header_list = None if headers is None else cls._header_list(headers)
+        return _ParamFields(name, value, filename, filetype, filesize, fileobj, start, header_list)
 
     @staticmethod
     def _filename_text(filename: Any) -> str:
@@ -288,7 +294,8 @@ class MultipartParam:
     def __lt__(self, other: MultipartParam) -> bool:
         return self._key()[:5] < other._key()[:5]
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+    # Mutable and compared by value, so unhashable; mypy wants __hash__ to stay a method.
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         what = (
@@ -298,9 +305,22 @@ class MultipartParam:
         )
         return f"MultipartParam({self.name!r}, {what})"
 
-    @property
-    def _is_file(self) -> bool:
-        return self.value is None
+    def __reduce__(self) -> tuple[Callable[..., MultipartParam], tuple[Any, ...]]:
+        """Copies and pickles field by field, as they did when the class was plain Python (a
+        compiled base class has no default way)."""
+        fields = (
+            self.name,
+            self.value,
+            self.filename,
+            self.filetype,
+            self.filesize,
+            self.cb,
+            self.headers,
+            self._fileobj,
+            self._path,
+            self._start,
+        )
+        return _restore_param, (type(self), fields)
 
     def reset(self) -> None:
         """Rewinds the file to where it was when the parameter was made."""
@@ -312,29 +332,22 @@ class MultipartParam:
     @classmethod
     def from_file(cls, paramname: str | bytes, filename: str | os.PathLike[str]) -> MultipartParam:
         """A file parameter read from the path ``filename``, sent with its base name and a
-        content type guessed from it. The file is measured now (a missing file raises
-        ``FileNotFoundError`` here) and opened only while it is streamed."""
+        content type guessed from it. The file is measured now (a missing, unreadable or
+        special file raises here) and opened only while it is streamed."""
         path = os.fspath(filename)
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "Is a directory", path)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(
-                f"{os.fsdecode(path)!r} is {_file_kind(st.st_mode)}, not a regular file; pass an "
-                "open file object to stream it with chunked transfer instead"
-            )
+        size = _poster_rs.measure_file(_text(paramname, "name"), path)
         text_path = _display_path(path)
         param = cls(
             paramname,
             filename=os.path.basename(text_path),
             filetype=mimetypes.guess_type(text_path)[0],
-            filesize=st.st_size,
+            filesize=size,
         )
         param._path = path
         return param
 
     @classmethod
-    def from_params(cls, params: Any) -> list[MultipartParam]:
+    def from_params(cls, params: Params) -> list[MultipartParam]:
         """Converts a mapping or a sequence of ``(name, value)`` pairs and ``MultipartParam``s
         into a list of ``MultipartParam``s. A list value gives one parameter per element; a
         file object or path value gives a file parameter named after the file's base name."""
@@ -343,33 +356,25 @@ class MultipartParam:
             out.extend(_params_from_item(cls, item))
         return out
 
-    def _body_bytes(self) -> bytes:
-        value = self.value
-        return value.encode("utf-8") if isinstance(value, str) else value  # type: ignore[return-value]
-
-    def encode_hdr(self, boundary: str, *, escape: EscapeMode = "quoted") -> bytes:
-        """The part's header block, starting with ``--boundary``."""
-        return _poster_rs.render_header(
-            boundary,
-            self.name,
-            self.filename,
-            self.filetype,
-            self.headers,
-            escape=escape,
-            is_file=self._is_file,
-        )
-
-    def _read_all(self) -> bytes:
+    @contextlib.contextmanager
+    def _data_file(self) -> Iterator[tuple[BinaryIO, int | None]]:
+        """The file holding the part's data, at the data's first byte, and how many bytes of
+        it to send (``None``: to its end). A path is opened for the duration."""
         if self._path is not None and self._fileobj is None:
             with open(self._path, "rb") as f:
-                return f.read()
+                yield f, None
+            return
         fileobj = self.fileobj
         if fileobj is None:
             raise TypeError(
                 f"part {self.name!r} has no value: give a value, a file object or a path"
             )
         self._rewind()
-        data = fileobj.read() if self.filesize is None else fileobj.read(self.filesize)
+        yield fileobj, self.filesize
+
+    def _read_all(self) -> bytes:
+        with self._data_file() as (fileobj, size):
+            data = fileobj.read() if size is None else fileobj.read(size)
         if not isinstance(data, bytes):
             raise TypeError("the file object's read() must return bytes")
         return data
@@ -377,10 +382,8 @@ class MultipartParam:
     def encode(self, boundary: str, *, escape: EscapeMode = "quoted") -> bytes:
         """The whole part: header, data, CRLF. Raises ``BoundaryError`` (a ``ValueError``)
         if the data contains the delimiter."""
-        data = self._body_bytes() if self.value is not None else self._read_all()
-        if _poster_rs.find_delimiter(boundary, data) is not None:
-            raise BoundaryError("boundary found in encoded string")
-        return self.encode_hdr(boundary, escape=escape) + data + b"\r\n"
+        data = None if self.value is not None else self._read_all()
+        return self._encode(boundary, data, escape=escape)
 
     def iter_encode(
         self, boundary: str, blocksize: int = 4096, *, escape: EscapeMode = "quoted"
@@ -406,70 +409,26 @@ class MultipartParam:
             advance(block)
             return
         header = self.encode_hdr(boundary, escape=escape)
+        checker = self._data_checker(boundary)
         yield header
         advance(header)
-        needle = b"\r\n--" + boundary.encode("ascii")
-        tail = b"\r\n"
         for block in self._iter_file(blocksize):
-            window = tail + block
-            if needle in window:
-                raise BoundaryError("boundary found in file data")
-            tail = window[-(len(needle) - 1) :]
+            checker.check(block)
             yield block
             advance(block)
-        yield b"\r\n"
-        advance(b"\r\n")
+        yield _poster_rs.PART_END
+        advance(_poster_rs.PART_END)
 
     def _iter_file(self, blocksize: int) -> Iterator[bytes]:
-        if self._path is not None and self._fileobj is None:
-            with open(self._path, "rb") as f:
-                yield from iter(lambda: f.read(blocksize), b"")
-            return
-        fileobj = self.fileobj
-        if fileobj is None:
-            raise TypeError(
-                f"part {self.name!r} has no value: give a value, a file object or a path"
-            )
-        self._rewind()
-        left = self.filesize
-        while left is None or left > 0:
-            block = fileobj.read(blocksize if left is None else min(blocksize, left))
-            if not block:
-                break
-            if left is not None:
-                left -= len(block)
-            yield block
-
-    def get_size(self, boundary: str, *, escape: EscapeMode = "quoted") -> int:
-        """Bytes this part takes in the body: header, data and CRLF."""
-        if self.filesize is not None:
-            size = self.filesize
-        elif self.value is not None:
-            size = len(self._body_bytes())
-        else:
-            raise ValueError(f"part {self.name!r}: the size of its file object is unknown")
-        return len(self.encode_hdr(boundary, escape=escape)) + 2 + size
-
-    def _spec(self) -> tuple[Any, ...]:
-        """The part as the Rust core takes it."""
-        head = (self.name, self.filename, self.filetype, self.headers)
-        if self.value is not None:
-            return (*head, "bytes", self.value, None, None)
-        if self._path is not None and self._fileobj is None:
-            return (*head, "path", os.fsdecode(self._path), None, None)
-        fileobj = self._fileobj
-        if fileobj is None:
-            raise TypeError(
-                f"part {self.name!r} has no value: give a value, a file object or a path"
-            )
-        fd = _regular_fd(fileobj)
-        if fd is not None and self._start is not None:
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                fileobj.flush()  # a writable file may hold bytes not yet on disk
-            # Read with pread from where the parameter was made, whatever the file's position.
-            return (*head, "fd", fd, self.filesize, self._start)
-        self._rewind()
-        return (*head, "reader", fileobj, self.filesize, self._start)
+        with self._data_file() as (fileobj, size):
+            left = size
+            while left is None or left > 0:
+                block = fileobj.read(blocksize if left is None else min(blocksize, left))
+                if not block:
+                    break
+                if left is not None:
+                    left -= len(block)
+                yield block
 
     def _rewind(self) -> None:
         """Puts a seekable file object back where the parameter was made, so the part's data
@@ -478,7 +437,23 @@ class MultipartParam:
             self._fileobj.seek(self._start)
 
 
-def _iter_items(params: Any) -> Iterable[Any]:
+def _restore_param(cls: type[MultipartParam], fields: tuple[Any, ...]) -> MultipartParam:
+    """The parameter ``MultipartParam.__reduce__`` describes."""
+    name, value, filename, filetype, filesize, cb, headers, fileobj, path, start = fields
+    param = cls(name, value)
+    param.filename, param.filetype, param.filesize = filename, filetype, filesize
+    param.cb, param.headers = cb, headers
+    param._fileobj, param._path, param._start = fileobj, path, start
+    return param
+
+
+#: A form item: a ``(name, value)`` pair or a ``MultipartParam``.
+FormItem = MultipartParam | tuple[str | bytes, Any]
+#: What ``multipart_encode`` takes: a mapping of names to values, or a sequence of items.
+Params = Mapping[str, Any] | Iterable[FormItem] | None
+
+
+def _iter_items(params: Params) -> Iterable[Any]:
     if params is None:
         return ()
     if isinstance(params, Mapping):
@@ -551,38 +526,30 @@ def _param_from_file_tuple(
     if hasattr(data, "read"):
         return cls(name, filename=filename, filetype=filetype, fileobj=data, headers=headers)
     if isinstance(data, (str, bytes, bytearray, memoryview)):
-        data = _strify(data)
-        param = cls(
-            name,
-            filename=filename,
-            filetype=filetype,
-            fileobj=io.BytesIO(data.encode("utf-8") if isinstance(data, str) else data),
-            headers=headers,
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        return cls(
+            name, filename=filename, filetype=filetype, fileobj=io.BytesIO(raw), headers=headers
         )
-        return param
     raise TypeError(f"part {name!r}: unsupported file data {type(data).__name__}")
 
 
 class _Normalizer:
-    """Called by the core for every item that is not a plain ``(str, str|bytes)`` pair; keeps
-    the parameters whose progress has to be reported."""
+    """Called by the core for every item it does not read itself (anything but a plain
+    ``(str, str | bytes)`` pair or a ``MultipartParam`` without a callback); keeps the
+    parameters whose progress has to be reported, by part index."""
 
-    def __init__(self) -> None:
-        self.params: dict[int, MultipartParam] = {}
+    def __init__(self, params: dict[int, MultipartParam]) -> None:
+        self.params = params
 
-    def __call__(self, index: int, item: Any) -> Any:
+    def __call__(self, index: int, item: object) -> _poster_rs.Param | list[_poster_rs.Param]:
         params = _params_from_item(MultipartParam, item)
-        specs = []
         for offset, param in enumerate(params):
-            if param.cb is not None or self.keep_all:
+            if param.cb is not None:
                 self.params[index + offset] = param
-            specs.append(param._spec())
-        return specs[0] if len(specs) == 1 else specs
-
-    keep_all = False
+        return params[0] if len(params) == 1 else [*params]
 
 
-class _Progress:
+class _ProgressCallbacks:
     """Turns "bytes start..end were produced" into poster's callbacks."""
 
     def __init__(
@@ -621,7 +588,7 @@ class _Progress:
 
 
 def multipart_encode(
-    params: Any,
+    params: Params,
     boundary: str | None = None,
     cb: Callback | None = None,
     *,
@@ -646,28 +613,31 @@ def multipart_encode(
     the body streams, last with ``param=None``. ``escape`` picks how names and filenames are
     escaped: ``"quoted"``, ``"html5"`` or ``"poster"``.
     """
-    normalize = _Normalizer()
     if cb is not None:
-        normalize.keep_all = True
-        items: list[Any] = MultipartParam.from_params(params)
+        param_list = MultipartParam.from_params(params)
+        items: list[object] = list(param_list)
+        # One part per parameter: the progress callback hears about each of them.
+        normalize = _Normalizer(dict(enumerate(param_list)))
     else:
         source = _iter_items(params)
         items = source if type(source) is list else list(source)
-    stream_args = {
-        "guess_type": _guess_type_for_suffix,
-        "boundary": boundary,
-        "escape": escape,
-        "chunk_size": chunk_size,
-        "check_boundary": check_boundary,
-    }
+        normalize = _Normalizer({})
     stream: MultipartStream | ChunkedMultipartStream = MultipartStream(
-        items, normalize, **stream_args
+        items,
+        normalize,
+        guess_type=_guess_type_for_suffix,
+        boundary=boundary,
+        escape=escape,
+        chunk_size=chunk_size,
+        check_boundary=check_boundary,
     )
     if stream.total is None:
         # Same layout, no __len__: clients then send it chunked instead of trusting a length.
         stream.__class__ = ChunkedMultipartStream
     if cb is not None or normalize.params:
-        stream._set_progress(_Progress(cb, normalize.params, stream.part_starts, stream.total))
+        stream._set_progress(
+            _ProgressCallbacks(cb, normalize.params, stream.part_starts, stream.total)
+        )
     headers = {"Content-Type": stream.content_type}
     if stream.total is not None:
         headers["Content-Length"] = str(stream.total)
@@ -695,7 +665,7 @@ def encode_file_header(
     return param.encode_hdr(boundary, escape=escape)
 
 
-def get_body_size(params: Any, boundary: str, *, escape: EscapeMode = "quoted") -> int:
+def get_body_size(params: Params, boundary: str, *, escape: EscapeMode = "quoted") -> int:
     """The Content-Length of ``params`` encoded with ``boundary``, from file metadata only."""
     stream, _ = multipart_encode(params, boundary, escape=escape)
     with stream:
@@ -704,7 +674,7 @@ def get_body_size(params: Any, boundary: str, *, escape: EscapeMode = "quoted") 
         return stream.total
 
 
-def get_headers(params: Any, boundary: str, *, escape: EscapeMode = "quoted") -> dict[str, str]:
+def get_headers(params: Params, boundary: str, *, escape: EscapeMode = "quoted") -> dict[str, str]:
     """``Content-Type`` and ``Content-Length`` headers for ``params`` encoded with ``boundary``."""
     stream, headers = multipart_encode(params, boundary, escape=escape)
     stream.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Self
 
 from ._poster_rs import Stream
 
@@ -40,33 +40,30 @@ class _AsyncChunks:
         return chunk
 
 
-class _StreamProtocols:
+class _StreamProtocols(Stream):
     """Python-level protocols shared by both stream classes."""
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.close()  # type: ignore[attr-defined]
+        self.close()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return _AsyncChunks(self)  # type: ignore[arg-type]
+        return _AsyncChunks(self)
 
     def as_file(self) -> MultipartReader:
         """A file-like view (``read``, ``readinto``, ``seek``, ``tell``) of this stream, for APIs
         that want a file object. Iterating the stream itself is faster: clients read file
         objects in small blocks (8 KiB for http.client)."""
-        return MultipartReader(self)  # type: ignore[arg-type]
+        return MultipartReader(self)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"at {self.tell()}"  # type: ignore[attr-defined]
-        return (
-            f"<{type(self).__name__} boundary={self.boundary!r} "  # type: ignore[attr-defined]
-            f"total={self.total} {state}>"  # type: ignore[attr-defined]
-        )
+        state = "closed" if self.closed else f"at {self.tell()}"
+        return f"<{type(self).__name__} boundary={self.boundary!r} total={self.total} {state}>"
 
 
-class MultipartStream(_StreamProtocols, Stream):
+class MultipartStream(_StreamProtocols):
     """A multipart/form-data body of known length, as returned by ``multipart_encode``.
 
     ``iter()`` yields ``bytes`` chunks of about 1 MiB; ``len()`` is the Content-Length;
@@ -81,7 +78,7 @@ class MultipartStream(_StreamProtocols, Stream):
         return total
 
 
-class ChunkedMultipartStream(_StreamProtocols, Stream):
+class ChunkedMultipartStream(_StreamProtocols):
     """A multipart/form-data body whose length is unknown (a part reads from a pipe or an
     unsized file object): it has no ``len()`` and goes out with chunked transfer encoding."""
 
@@ -89,12 +86,12 @@ class ChunkedMultipartStream(_StreamProtocols, Stream):
 class MultipartReader(io.RawIOBase):
     """A read-only file object over a stream. Closing the view leaves the stream open."""
 
-    def __init__(self, stream: MultipartStream | ChunkedMultipartStream) -> None:
+    def __init__(self, stream: _StreamProtocols) -> None:
         super().__init__()
         self._stream = stream
 
     @property
-    def stream(self) -> MultipartStream | ChunkedMultipartStream:
+    def stream(self) -> _StreamProtocols:
         return self._stream
 
     @property
@@ -109,23 +106,23 @@ class MultipartReader(io.RawIOBase):
         return self._stream.total is not None
 
     def read(self, size: int | None = -1) -> bytes:
-        self._checkClosed()  # type: ignore[attr-defined]
+        self._checkClosed()
         return self._stream._read(-1 if size is None else size)
 
     def readall(self) -> bytes:
         return self.read(-1)
 
     def readinto(self, buffer: Any) -> int:
-        self._checkClosed()  # type: ignore[attr-defined]
+        self._checkClosed()
         view = memoryview(buffer).cast("B")
         data = self._stream._read(len(view))
         view[: len(data)] = data
         return len(data)
 
     def tell(self) -> int:
-        self._checkClosed()  # type: ignore[attr-defined]
+        self._checkClosed()
         return self._stream.tell()
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self._checkClosed()  # type: ignore[attr-defined]
+        self._checkClosed()
         return self._stream.seek(offset, whence)

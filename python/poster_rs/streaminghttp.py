@@ -12,27 +12,25 @@
   error) instead of hanging;
 - honour an SSL context given to ``StreamingHTTPSHandler(context=...)``.
 
-The body goes out in 1 MiB ``send`` calls. ``StreamingHTTPConnection.use_sendfile = True``
-sends file data with ``sendfile(2)`` instead (zero copy through Python); it is off because the
-benchmark suite measured it slower on loopback here (2.7 GB/s against 4.8 GB/s for ``sendall``).
+Over plain TCP a poster_rs stream sends itself from Rust with the GIL released
+(``MultipartStream.send_to``): positioned reads into one reused buffer and ``send(2)``, or
+``sendfile(2)`` for file data with ``StreamingHTTPConnection.use_sendfile = True``. Over TLS,
+and for other bodies, it goes out chunk by chunk from Python.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
-import io
-import os
-import select
-import socket
-import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ._poster_rs import FileChangedError, Stream
+from ._transport.chunks import BLOCKSIZE
+from ._transport.early import PrefixedSocket
+from ._transport.expect import await_continue
+from ._transport.send import can_send_natively, send_chunks, send_natively
 
 __all__ = [
     "StreamingHTTPConnection",
@@ -44,8 +42,6 @@ __all__ = [
     "register_openers",
 ]
 
-#: Block size for bodies that are file objects (http.client's default is 8 KiB).
-BLOCKSIZE = 1 << 20
 #: How long to wait for ``100 Continue`` before sending the body anyway (curl waits 1 s).
 DEFAULT_EXPECT_TIMEOUT = 1.0
 #: With ``expect_continue=True``, bodies from this size up (or of unknown size) ask first,
@@ -55,94 +51,14 @@ DEFAULT_EXPECT_THRESHOLD = 1 << 20
 _START_ATTR = "_poster_rs_body_start"
 
 
-class _PrefixedReader(io.RawIOBase):
-    """Bytes already taken off a socket, then the socket: lets http.client parse a response
-    whose first bytes were read while the body was going out."""
-
-    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
-        super().__init__()
-        self._prefix = prefix
-        # A socket file keeps the descriptor open after the socket object is closed (urllib
-        # closes it right after getresponse(), before the response body is read).
-        self._raw = sock.makefile("rb", buffering=0)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._prefix:
-            n = min(len(view), len(self._prefix))
-            view[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            return n
-        return self._raw.readinto(view) or 0
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-def _without_interim(data: bytes) -> tuple[bytes, bool]:
-    """Drops complete interim (1xx) responses from the start of ``data``. Returns what is left
-    and whether that is known to be the start of a final response (False while it may still be
-    an incomplete interim response)."""
-    while True:
-        if len(data) < 12:
-            return data, False
-        status = data[9:12]
-        if not (data.startswith(b"HTTP/") and status[:1] == b"1"):
-            return data, True
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            return data, False
-        data = data[end + 4 :]
-        if not data:
-            return data, False
-
-
-def _recv_nowait(sock: Any) -> bytes | None:
-    """What the peer has sent, without waiting: ``None`` if no application data is there (on
-    TLS, records such as session tickets make a socket readable without any), ``b""`` at EOF."""
-    saved = sock.gettimeout()
-    try:
-        sock.settimeout(0.0)
-        return sock.recv(65536)
-    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-        return None
-    finally:
-        sock.settimeout(saved)
-
-
-class _PrefixedSocket:
-    """A socket stand-in whose ``makefile`` starts with bytes already read."""
-
-    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
-        self._sock = sock
-        self._prefix = prefix
-
-    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
-        return io.BufferedReader(_PrefixedReader(self._prefix, self._sock))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-def _ready(sock: Any, timeout: float | None, *, write: bool) -> tuple[bool, bool]:
-    """``(readable, writable)`` within ``timeout`` seconds (``None``: wait for ever). poll(),
-    not select(): descriptors above 1024 are common in jobs that ship thousands of files."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN | (select.POLLOUT if write else 0))
-    events = poller.poll(None if timeout is None else timeout * 1000)
-    mask = 0
-    for _, event in events:
-        mask |= event
-    readable = bool(mask & (select.POLLIN | select.POLLHUP | select.POLLERR))
-    return readable, bool(mask & select.POLLOUT)
-
-
 class _StreamingMixin:
-    """What ``StreamingHTTPConnection`` and ``StreamingHTTPSConnection`` add to http.client."""
+    """What ``StreamingHTTPConnection`` and ``StreamingHTTPSConnection`` add to http.client:
+    the body goes out through ``_transport`` (natively for poster_rs streams over plain TCP),
+    and whatever the server said meanwhile is handed to ``getresponse``.
+
+    The ``type: ignore`` comments on its calls to ``HTTPConnection`` methods (through
+    ``super()`` or ``self.send``) stay because a mixin's base is only known in the classes that
+    combine it with ``http.client.HTTPConnection``; mypy checks those calls against ``object``."""
 
     sock: Any
     _buffer: list[bytes]
@@ -150,9 +66,8 @@ class _StreamingMixin:
     _method: str | None
     response_class: type[http.client.HTTPResponse]
 
-    #: Send file data of poster_rs streams over plain TCP with ``sendfile(2)`` instead of 1 MiB
-    #: ``send`` calls. Off by default: on loopback here the benchmark suite measured
-    #: ``sendfile`` at 2.7 GB/s against 4.8 GB/s for ``sendall`` of 1 MiB buffers.
+    #: Send file data of poster_rs streams over plain TCP with ``sendfile(2)`` instead of
+    #: ``send(2)`` from a reused buffer. Off by default: see the README's benchmark table.
     use_sendfile = False
 
     def __init__(
@@ -165,20 +80,18 @@ class _StreamingMixin:
     ) -> None:
         kwargs.setdefault("blocksize", BLOCKSIZE)
         super().__init__(host, port, *args, **kwargs)  # type: ignore[call-arg]
-        self._init_streaming(expect_timeout)
-
-    def _init_streaming(self, expect_timeout: float) -> None:
         self.expect_timeout = expect_timeout
+        self._forget_request()
+
+    def _forget_request(self) -> None:
         self._expect_continue = False
-        self._early_status = b""
+        #: What the server sent while the body went out: the start of its response.
+        self._early = b""
         self._send_error: OSError | None = None
         self._body_incomplete = False
 
     def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
-        self._expect_continue = False
-        self._early_status = b""
-        self._send_error = None
-        self._body_incomplete = False
+        self._forget_request()
         super().putrequest(method, url, *args, **kwargs)  # type: ignore[misc]
 
     def putheader(self, header: str | bytes, *values: Any) -> None:
@@ -187,159 +100,17 @@ class _StreamingMixin:
             self._expect_continue = True
         super().putheader(header, *values)  # type: ignore[misc]
 
-    def _server_answered(self) -> bool:
-        """Whether the server has begun its final answer (or closed) while the body is still
-        going out. Interim 1xx responses, and TLS records without data, do not count."""
-        sock = self.sock
-        if sock is None:
-            return True
-        pending = getattr(sock, "pending", None)
-        if not (pending is not None and pending()) and not _ready(sock, 0, write=False)[0]:
-            return False
-        data = _recv_nowait(sock)
-        if data is None:
-            return False
-        if not data:
-            return True
-        self._early_status, final = _without_interim(self._early_status + data)
-        return final
-
-    def _await_continue(self) -> bool:
-        """Waits for the answer to ``Expect: 100-continue``. True: send the body (the server
-        said 100, or said nothing in time). False: a final response came first."""
-        sock = self.sock
-        saved = sock.gettimeout()
-        head = bytearray()
-        try:
-            sock.settimeout(self.expect_timeout)
-            while not head.endswith(b"\r\n\r\n"):
-                # One byte at a time: nothing past the interim response may be consumed.
-                byte = sock.recv(1)
-                if not byte:
-                    break
-                head += byte
-                sock.settimeout(saved if saved is not None else None)
-                if len(head) > 65536:
-                    break
-        except TimeoutError:
-            if not head:
-                return True
-        finally:
-            sock.settimeout(saved)
-        status = head.split(b" ", 2)
-        if len(status) >= 2 and status[1] == b"100" and head.endswith(b"\r\n\r\n"):
-            return True
-        self._early_status = bytes(head)
-        self._body_incomplete = True
-        return False
-
-    def _body_chunks(self, body: Any) -> Iterable[Any]:
-        if hasattr(body, "read"):
-            return self._read_blocks(body)
-        if isinstance(body, str):
-            return (body.encode("iso-8859-1"),)
-        try:
-            memoryview(body)
-        except TypeError:
-            try:
-                return iter(body)
-            except TypeError:
-                raise TypeError(
-                    f"message_body should be a bytes-like object or an iterable, got {type(body)!r}"
-                ) from None
-        return (body,)
-
-    @staticmethod
-    def _read_blocks(body: Any) -> Iterator[bytes]:
-        while True:
-            block = body.read(BLOCKSIZE)
-            if not block:
-                break
-            if isinstance(block, str):
-                block = block.encode("iso-8859-1")
-            yield block
-
-    def _send_watching(self, data: Any) -> bool:
-        """Sends ``data`` while watching for an early answer: False as soon as the server has
-        begun its final response (even while the send buffer is full and the server has
-        stopped reading), True when everything went out."""
-        sock = self.sock
-        view = memoryview(data).cast("B")
-        timeout = sock.gettimeout()
-        while view:
-            readable, writable = _ready(sock, timeout, write=True)
-            if not readable and not writable:
-                raise TimeoutError("timed out sending the request body")
-            if readable and self._server_answered():
-                return False
-            if writable:
-                view = view[sock.send(view) :]
-        return True
-
-    def _sendfile_watching(self, fd: int, offset: int, count: int) -> bool:
-        """Sends ``count`` bytes of file ``fd`` from ``offset`` with ``sendfile(2)`` (no copy
-        through Python), watching for an early answer like ``_send_watching``."""
-        sock = self.sock
-        out = sock.fileno()
-        timeout = sock.gettimeout()
-        while count:
-            readable, writable = _ready(sock, timeout, write=True)
-            if not readable and not writable:
-                raise TimeoutError("timed out sending the request body")
-            if readable and self._server_answered():
-                return False
-            if not writable:
-                continue
-            try:
-                sent = os.sendfile(out, fd, offset, count)
-            except BlockingIOError:
-                continue
-            if sent == 0:
-                raise FileChangedError(
-                    f"a file shrank while it was being sent ({count} bytes missing at byte "
-                    f"{offset}); the body would not match its Content-Length"
-                )
-            offset += sent
-            count -= sent
-        return True
-
-    def _send_pieces(self, body: Any) -> None:
-        """A poster_rs stream over plain TCP: headers and small parts as bytes, file data
-        with ``sendfile(2)`` straight from the page cache."""
-        while (piece := body._next_piece()) is not None:
-            if isinstance(piece, bytes):
-                done = self._send_watching(piece)
-            else:
-                done = self._sendfile_watching(*piece)
-            if not done:
-                self._body_incomplete = True
-                return
-
     def _send_body(self, body: Any, encode_chunked: bool) -> None:
         chunked = encode_chunked and self._http_vsn == 11
-        if (
-            self.use_sendfile
-            and not chunked
-            and isinstance(body, Stream)
-            and type(self.sock) is socket.socket
-        ):
-            self._send_pieces(body)
-            return
-        for chunk in self._body_chunks(body):
-            if not chunk:
-                continue
-            if chunked:
-                pieces: tuple[Any, ...] = (f"{len(chunk):X}\r\n".encode("ascii"), chunk, b"\r\n")
-            else:
-                pieces = (chunk,)
-            for piece in pieces:
-                if not self._send_watching(piece):
-                    # The server answered before taking the whole body (413, 401, a redirect):
-                    # stop here and let getresponse() return that answer.
-                    self._body_incomplete = True
-                    return
-        if chunked and not self._send_watching(b"0\r\n\r\n"):
-            self._body_incomplete = True
+        if can_send_natively(body, self.sock):
+            done, self._early = send_natively(
+                body, self.sock, chunked=chunked, use_sendfile=self.use_sendfile
+            )
+        else:
+            done, self._early = send_chunks(self.sock, body, chunked=chunked)
+        # When the server answered before taking the whole body (413, 401, a redirect),
+        # getresponse() returns that answer.
+        self._body_incomplete = not done
 
     def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
         self._buffer.extend((b"", b""))
@@ -357,8 +128,12 @@ class _StreamingMixin:
         self.send(msg)  # type: ignore[attr-defined]
         if message_body is None:
             return
-        if self._expect_continue and not self._await_continue():
-            return
+        if self._expect_continue:
+            answer = await_continue(self.sock, self.expect_timeout)
+            if answer is not None:
+                self._early = answer
+                self._body_incomplete = True
+                return
         try:
             self._send_body(message_body, encode_chunked)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
@@ -368,12 +143,12 @@ class _StreamingMixin:
 
     def getresponse(self) -> http.client.HTTPResponse:
         send_error = self._send_error
-        early = self._early_status
+        early = self._early
         real_sock = self.sock
         try:
             if early:
-                self.sock = _PrefixedSocket(real_sock, early)
-            response = super().getresponse()  # type: ignore[misc]
+                self.sock = PrefixedSocket(real_sock, early)
+            response: http.client.HTTPResponse = super().getresponse()  # type: ignore[misc]
         except (http.client.HTTPException, OSError) as exc:
             if send_error is not None:
                 raise send_error from exc
@@ -381,7 +156,7 @@ class _StreamingMixin:
         finally:
             if early:
                 self.sock = real_sock
-                self._early_status = b""
+                self._early = b""
         if self._body_incomplete:
             # The body was cut short: this connection cannot carry another request.
             response.will_close = True
@@ -408,7 +183,7 @@ class _BodyPreparation:
     expect_timeout: float
 
     def _prepare(self, req: urllib.request.Request) -> None:
-        data = req.data
+        data: Any = req.data
         if data is None or isinstance(data, (bytes, bytearray, memoryview, str)):
             return
         if _is_rewindable(data):
@@ -491,6 +266,7 @@ class StreamingHTTPSHandler(_BodyPreparation, urllib.request.HTTPSHandler):
         return self.do_open(
             StreamingHTTPSConnection,
             req,
+            # HTTPSHandler keeps its SSL context in a private attribute typeshed does not list.
             context=self._context,  # type: ignore[attr-defined]
             expect_timeout=self.expect_timeout,
         )
@@ -501,12 +277,39 @@ class StreamingHTTPSHandler(_BodyPreparation, urllib.request.HTTPSHandler):
 
 
 _CONTENT_HEADERS = ("content-length", "content-type", "transfer-encoding", "expect")
+#: Dropped on a redirect to another origin, as curl does when the scheme, host or port changes.
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _body_redirect_refusal(old_scheme: str, new_scheme: str) -> str | None:
+    """Why a 307/308 from ``old_scheme`` to ``new_scheme`` must not re-send the body, if so."""
+    if new_scheme not in _DEFAULT_PORTS:
+        return f"the body cannot be sent over {new_scheme or 'no scheme'!r}"
+    if old_scheme == "https" and new_scheme == "http":
+        # Dropping the body instead would send another request than the one asked for; the
+        # caller gets the 307/308 with its Location and may re-post there on purpose.
+        return "it would send the body, sent over https, in clear text over http"
+    return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` with the scheme's default port filled in; raises ``ValueError``
+    for a port that is not a number in range."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or ""), parts.port or _DEFAULT_PORTS.get(scheme)
 
 
 class StreamingHTTPRedirectHandler(urllib.request.HTTPRedirectHandler):
     """Redirects as browsers and curl do: 301/302/303 turn a POST into a GET without a body;
-    307/308 repeat the method and re-send the whole body, rewound. Credentials are not
-    carried to another host."""
+    307/308 repeat the method and re-send the whole body, rewound.
+
+    A redirect to another origin (scheme, host or port) drops ``Authorization``,
+    ``Proxy-Authorization`` and ``Cookie``. A 307/308 from ``https`` to ``http`` that would
+    re-send a body is refused with an ``HTTPError`` (the redirect's status) instead of sending
+    the body in clear text, and so is a 307/308 to a scheme other than ``http``/``https``.
+    """
 
     handler_order = 499
 
@@ -521,13 +324,17 @@ class StreamingHTTPRedirectHandler(urllib.request.HTTPRedirectHandler):
     ) -> urllib.request.Request | None:
         method = req.get_method()
         newurl = newurl.replace(" ", "%20")
-        same_host = (
-            urllib.parse.urlsplit(newurl).netloc == urllib.parse.urlsplit(req.full_url).netloc
-        )
+        try:
+            old_origin, new_origin = _origin(req.full_url), _origin(newurl)
+        except ValueError as exc:
+            raise urllib.error.HTTPError(
+                req.full_url, code, f"redirect to an invalid URL {newurl!r}: {exc}", headers, fp
+            ) from None
+        same_origin = old_origin == new_origin
         kept = {
             k: v
             for k, v in req.headers.items()
-            if same_host or k.lower() not in ("authorization", "cookie")
+            if same_origin or k.lower() not in _CREDENTIAL_HEADERS
         }
         if code in (301, 302, 303):
             new_method = "HEAD" if method == "HEAD" else "GET"
@@ -540,6 +347,16 @@ class StreamingHTTPRedirectHandler(urllib.request.HTTPRedirectHandler):
             )
         if code in (307, 308):
             data = req.data
+            if data is not None:
+                refusal = _body_redirect_refusal(old_origin[0], new_origin[0])
+                if refusal is not None:
+                    raise urllib.error.HTTPError(
+                        req.full_url,
+                        code,
+                        f"{code} redirect to {newurl} refused: {refusal}",
+                        headers,
+                        fp,
+                    )
             in_memory = isinstance(data, (bytes, bytearray, memoryview))
             if data is not None and not in_memory and not _is_rewindable(data):
                 raise urllib.error.HTTPError(req.full_url, code, msg, headers, fp)

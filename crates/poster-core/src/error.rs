@@ -4,6 +4,48 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+/// What a path that is not a regular file is instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A directory.
+    Directory,
+    /// A FIFO (named pipe).
+    Fifo,
+    /// A Unix socket.
+    Socket,
+    /// A character device.
+    CharacterDevice,
+    /// A block device.
+    BlockDevice,
+    /// Anything else that is not a regular file.
+    Other,
+}
+
+impl FileKind {
+    /// The `errno` an operating system call reports for this kind where one exists
+    /// (`EISDIR` for a directory), so callers can raise the platform's own error.
+    pub fn errno(self) -> Option<i32> {
+        match self {
+            FileKind::Directory => Some(rustix::io::Errno::ISDIR.raw_os_error()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::CharacterDevice => "a character device",
+            FileKind::BlockDevice => "a block device",
+            FileKind::Other => "a special file",
+        })
+    }
+}
+
 /// Everything that can go wrong while building or streaming a multipart body.
 ///
 /// Every variant names its culprit (the part, the file, the header), so that the message alone
@@ -24,8 +66,8 @@ pub enum Error {
     NotARegularFile {
         /// The offending path.
         path: PathBuf,
-        /// What the path is instead ("a directory", "a FIFO", ...).
-        kind: &'static str,
+        /// What the path is instead.
+        kind: FileKind,
     },
     /// A file or reader produced a different number of bytes than the Content-Length promised.
     SizeChanged {

@@ -5,9 +5,9 @@ use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FileKind, Result};
 
 /// Which file a path named when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,12 +19,9 @@ pub(crate) struct Identity {
 /// What is needed of a file's metadata, from `std` or from `statat(2)`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileStat {
-    kind: Option<&'static str>,
+    kind: Option<FileKind>,
     len: u64,
     identity: Identity,
-    uid: u32,
-    gid: u32,
-    mode: u32,
 }
 
 impl FileStat {
@@ -36,13 +33,15 @@ impl FileStat {
                 dev: meta.dev(),
                 ino: meta.ino(),
             },
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode(),
         }
     }
 
-    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // field types vary by target
+    // The `stat` field types vary by target (`st_mode` is 16 bits on macOS, 32 on Linux).
+    #[allow(
+        clippy::unnecessary_cast,
+        clippy::useless_conversion,
+        clippy::cast_lossless
+    )]
     fn of_raw(stat: &rustix::fs::Stat) -> FileStat {
         let mode = stat.st_mode as u32;
         FileStat {
@@ -52,28 +51,26 @@ impl FileStat {
                 dev: stat.st_dev as u64,
                 ino: stat.st_ino as u64,
             },
-            uid: stat.st_uid as u32,
-            gid: stat.st_gid as u32,
-            mode,
         }
     }
 }
 
-fn kind_name(mode: u32) -> Option<&'static str> {
-    match rustix::fs::FileType::from_raw_mode(mode) {
+fn kind_name(mode: u32) -> Option<FileKind> {
+    // `mode_t` is 16 bits on macOS, 32 on Linux: the file-type bits fit in either.
+    match rustix::fs::FileType::from_raw_mode(mode as rustix::fs::RawMode) {
         rustix::fs::FileType::RegularFile => None,
-        rustix::fs::FileType::Directory => Some("a directory"),
-        rustix::fs::FileType::Fifo => Some("a FIFO"),
-        rustix::fs::FileType::Socket => Some("a socket"),
-        rustix::fs::FileType::CharacterDevice => Some("a character device"),
-        rustix::fs::FileType::BlockDevice => Some("a block device"),
-        _ => Some("not a regular file"),
+        rustix::fs::FileType::Directory => Some(FileKind::Directory),
+        rustix::fs::FileType::Fifo => Some(FileKind::Fifo),
+        rustix::fs::FileType::Socket => Some(FileKind::Socket),
+        rustix::fs::FileType::CharacterDevice => Some(FileKind::CharacterDevice),
+        rustix::fs::FileType::BlockDevice => Some(FileKind::BlockDevice),
+        _ => Some(FileKind::Other),
     }
 }
 
 /// Measures many paths cheaply: files of the directory measured last are looked up relative to
-/// it (`statat(2)` walks one component instead of the whole path; sizing 10,000 files costs
-/// mostly path walks).
+/// it (`statat(2)` and `openat(2)` walk one component instead of the whole path; sizing 10,000
+/// files costs mostly path walks).
 #[derive(Debug, Default)]
 pub(crate) struct Measurer {
     dir: Option<(PathBuf, rustix::fd::OwnedFd)>,
@@ -89,10 +86,7 @@ impl Measurer {
             return fs::metadata(path).map(|m| FileStat::of(&m));
         }
         if self.dir.as_ref().is_none_or(|(dir, _)| dir != parent) {
-            let flags = rustix::fs::OFlags::PATH
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC;
-            let Ok(fd) = rustix::fs::open(parent, flags, rustix::fs::Mode::empty()) else {
+            let Ok(fd) = crate::sys::open_dir_for_lookups(parent) else {
                 self.dir = None;
                 return fs::metadata(path).map(|m| FileStat::of(&m));
             };
@@ -103,25 +97,33 @@ impl Measurer {
             .map(|st| FileStat::of_raw(&st))
             .map_err(io::Error::from)
     }
-}
 
-/// Whether the mode bits alone show this process may read the file. Saves `access(2)`, a second
-/// path walk per file; when in doubt (supplementary groups, ACLs) the caller asks `access(2)`.
-fn surely_readable(stat: &FileStat) -> bool {
-    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
-    let (user, group) = *IDS.get_or_init(|| {
-        (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        )
-    });
-    let mode = stat.mode;
-    user == 0
-        || (stat.uid == user && mode & 0o400 != 0)
-        || (stat.uid != user && stat.gid == group && mode & 0o040 != 0)
-        // Other-readable counts only if group-readable too: group bits would apply to a
-        // member of the file's group (supplementary groups are not looked up).
-        || (stat.uid != user && mode & 0o044 == 0o044)
+    /// Asks the kernel whether this process may read the regular file at `path`: opens it for
+    /// reading and closes it at once. Only `open(2)` hears every party to the answer: mode bits,
+    /// ACLs, capabilities (root without `CAP_DAC_OVERRIDE`), security modules, and an NFS
+    /// server squashing root. `access(2)` checks the real uid with the permitted capabilities,
+    /// and the mode bits alone miss the rest, so both let a file pass here that then fails
+    /// mid-upload. Call it after `stat` has found a regular file: opening a device or a FIFO
+    /// has side effects (a watchdog arms, a serial line resets, a blocked writer wakes up).
+    fn check_readable(&self, path: &Path) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            use rustix::fs::{Mode, OFlags};
+            // NONBLOCK: a file swapped for a FIFO since `stat` must not hang the caller.
+            let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+            let opened = match (&self.dir, path.parent(), path.file_name()) {
+                (Some((dir, fd)), Some(parent), Some(name)) if dir == parent => {
+                    rustix::fs::openat(fd, name, flags, Mode::empty())
+                }
+                _ => rustix::fs::open(path, flags, Mode::empty()),
+            };
+            opened.map(drop).map_err(io::Error::from)
+        }
+        #[cfg(not(unix))]
+        {
+            File::open(path).map(drop)
+        }
+    }
 }
 
 /// A file part's data: where it is and how long it was when the body was built.
@@ -148,8 +150,8 @@ fn io_error(part: &str, path: Option<&Path>, source: io::Error) -> Error {
 }
 
 impl FileData {
-    /// Measures a file by path: follows symlinks, requires a regular file the process may read,
-    /// and reads nothing.
+    /// Measures a file by path: follows symlinks, requires a regular file the process may open
+    /// for reading, and reads nothing.
     pub(crate) fn from_path(
         part: &str,
         path: PathBuf,
@@ -161,10 +163,9 @@ impl FileData {
         if let Some(kind) = stat.kind {
             return Err(Error::NotARegularFile { path, kind });
         }
-        if !surely_readable(&stat) {
-            rustix::fs::access(&path, rustix::fs::Access::READ_OK)
-                .map_err(|e| io_error(part, Some(&path), e.into()))?;
-        }
+        measurer
+            .check_readable(&path)
+            .map_err(|e| io_error(part, Some(&path), e))?;
         Ok(FileData {
             part: part.to_owned(),
             path: Some(path),
@@ -215,7 +216,11 @@ impl FileData {
         })
     }
 
-    fn size_changed(&self, actual: u64) -> Error {
+    pub(crate) fn io_error(&self, source: io::Error) -> Error {
+        io_error(&self.part, self.path.as_deref(), source)
+    }
+
+    pub(crate) fn size_changed(&self, actual: u64) -> Error {
         Error::SizeChanged {
             part: self.part.clone(),
             path: self.path.clone(),
@@ -251,7 +256,7 @@ impl FileData {
         }
         if self.given.is_none() {
             // Read-ahead hint only; failure changes nothing.
-            let _ = rustix::fs::fadvise(&*file, self.offset, None, rustix::fs::Advice::Sequential);
+            crate::sys::advise_sequential(&file, self.offset);
         }
         Ok(file)
     }

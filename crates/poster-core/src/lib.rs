@@ -35,11 +35,13 @@
 //! # }
 //! ```
 //!
-//! Files are read with `pread`, so this crate supports Unix-like systems.
+//! Files are read with `pread`, so this crate supports Unix-like systems: Linux is tested,
+//! macOS and FreeBSD compile (the few calls that differ live in one module with fallbacks).
 #![deny(missing_docs)]
 
 mod body;
 pub mod boundary;
+pub mod early_answer;
 mod error;
 pub mod escape;
 mod file;
@@ -47,9 +49,18 @@ mod form;
 pub mod header;
 mod part;
 mod scan;
+pub mod send;
+pub mod single;
+mod sys;
+
+// Positioned reads (`pread`) and file identities (device, inode) are Unix concepts.
+#[cfg(not(unix))]
+compile_error!(
+    "poster-core supports Unix-like systems (Linux, macOS, BSD); Windows is not supported"
+);
 
 pub use body::{Body, FileSpan};
-pub use error::{Error, Result};
+pub use error::{Error, FileKind, Result};
 pub use escape::EscapeMode;
-pub use form::{Form, FormOptions};
+pub use form::{Form, FormOptions, measure_file};
 pub use part::{Part, PartReader, ReadOnce, Rewindable, SharedBytes, Source};

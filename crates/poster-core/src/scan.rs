@@ -3,6 +3,14 @@
 
 use memchr::memmem;
 
+/// A searcher for the delimiter `CRLF--boundary`.
+fn delimiter_finder(boundary: &str) -> memmem::Finder<'static> {
+    let mut needle = Vec::with_capacity(boundary.len() + 4);
+    needle.extend_from_slice(b"\r\n--");
+    needle.extend_from_slice(boundary.as_bytes());
+    memmem::Finder::new(&needle).into_owned()
+}
+
 /// Looks for `CRLF--boundary` in a part's data as it streams by. The part's header ends with
 /// CRLF, so data that starts with `--boundary` is a delimiter too; the scanner starts each part
 /// with that CRLF as its carried context.
@@ -20,12 +28,10 @@ impl std::fmt::Debug for DelimiterScanner {
 
 impl DelimiterScanner {
     pub(crate) fn new(boundary: &str) -> DelimiterScanner {
-        let mut needle = Vec::with_capacity(boundary.len() + 4);
-        needle.extend_from_slice(b"\r\n--");
-        needle.extend_from_slice(boundary.as_bytes());
+        let finder = delimiter_finder(boundary);
         DelimiterScanner {
-            finder: memmem::Finder::new(&needle).into_owned(),
-            carry: Vec::with_capacity(needle.len()),
+            carry: Vec::with_capacity(finder.needle().len()),
+            finder,
         }
     }
 
@@ -74,11 +80,8 @@ pub(crate) struct ValueChecker {
 
 impl ValueChecker {
     pub(crate) fn new(boundary: &str) -> ValueChecker {
-        let mut needle = Vec::with_capacity(boundary.len() + 4);
-        needle.extend_from_slice(b"\r\n--");
-        needle.extend_from_slice(boundary.as_bytes());
         ValueChecker {
-            finder: memmem::Finder::new(&needle).into_owned(),
+            finder: delimiter_finder(boundary),
         }
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{TempDir, fill_all, options, read_all};
-use poster_core::{Body, Error, EscapeMode, Form, FormOptions, Part, Source};
+use poster_core::{Body, Error, EscapeMode, FileKind, Form, FormOptions, Part, Source};
 
 const B: &str = "XYZXYZXYZ";
 
@@ -110,7 +110,7 @@ fn directory_fails_at_build() {
     match &err {
         Error::NotARegularFile { path, kind } => {
             assert_eq!(path, dir.path());
-            assert_eq!(*kind, "a directory");
+            assert_eq!(*kind, FileKind::Directory);
         }
         other => panic!("expected NotARegularFile, got {other:?}"),
     }
@@ -133,7 +133,7 @@ fn fifo_fails_at_build_without_blocking() {
     match &err {
         Error::NotARegularFile { path: p, kind } => {
             assert_eq!(p, &path);
-            assert_eq!(*kind, "a FIFO");
+            assert_eq!(*kind, FileKind::Fifo);
         }
         other => panic!("expected NotARegularFile, got {other:?}"),
     }
@@ -557,4 +557,43 @@ fn released_file_is_reopened_and_rechecked() {
     std::fs::rename(&tmp, &path).unwrap();
     let err = fill_all(&mut body, 4096).unwrap_err();
     assert!(matches!(err, Error::FileReplaced { .. }), "{err:?}");
+}
+
+/// `fill_uninit` writes exactly the bytes `fill` does, for every chunk size and source kind,
+/// and leaves nothing it did not write: the buffer starts full of a marker byte, and every
+/// byte handed back must be the body's.
+#[test]
+#[allow(unsafe_code)]
+fn fill_uninit_produces_exactly_the_bodys_bytes() {
+    use std::mem::MaybeUninit;
+    let dir = TempDir::new("uninit");
+    let data: Vec<u8> = (0..700_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let path = dir.write("data.bin", &data);
+    let build = || {
+        Form::new()
+            .part(Part::text("a", "text"))
+            .part(Part::file("f", &path))
+            .part(common::reader_part("r", &data[..123_457]))
+            .part(Part::file("empty", dir.write("empty.bin", b"")))
+            .build(&options("uninit-boundary", EscapeMode::Quoted))
+            .unwrap()
+    };
+    let expected = fill_all(&mut build(), 4096).unwrap();
+    for size in [1, 7, 4096, 65_536, 262_144, 1 << 20] {
+        let mut body = build();
+        let mut out = Vec::new();
+        let mut buf = vec![MaybeUninit::new(0xA5u8); size];
+        loop {
+            let n = body.fill_uninit(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            // SAFETY: every element was initialised (to 0xA5) when the buffer was made, and
+            // fill_uninit only ever writes initialised bytes.
+            out.extend(buf[..n].iter().map(|b| unsafe { b.assume_init() }));
+        }
+        assert!(out == expected, "chunk size {size}: bytes differ");
+    }
 }

@@ -2,8 +2,11 @@
 //! here; the encoder is in `poster-core`.
 
 mod errors;
+mod escape;
 mod functions;
+mod param;
 mod parts;
+mod raw;
 mod reader;
 mod stream;
 
@@ -13,11 +16,16 @@ use pyo3::prelude::*;
 fn _poster_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<stream::StreamPy>()?;
-    m.add_function(wrap_pyfunction!(functions::render_header, m)?)?;
+    m.add_class::<param::ParamPy>()?;
+    m.add_class::<param::DataCheckerPy>()?;
+    m.add(
+        "PART_END",
+        pyo3::types::PyBytes::new(m.py(), poster_core::single::PART_END),
+    )?;
     m.add_function(wrap_pyfunction!(functions::gen_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::validate_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::content_type_for, m)?)?;
-    m.add_function(wrap_pyfunction!(functions::find_delimiter, m)?)?;
-    errors::register(m)?;
+    m.add_function(wrap_pyfunction!(functions::measure_file, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::strip_interim, m)?)?;
     Ok(())
 }

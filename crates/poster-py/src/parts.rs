@@ -1,27 +1,26 @@
 //! Turning Python form items into encoder parts.
 //!
-//! Plain `(str, str | bytes)` pairs are read here directly, so a form of 100,000 fields costs no
-//! Python object per field; anything else goes through the Python layer's `normalize(index,
-//! item)`, which returns a part spec tuple.
+//! Plain `(str, str | bytes)` pairs and `MultipartParam`s without a callback are read here
+//! directly, so a form of 100,000 fields costs no Python call per field; anything else goes
+//! through the Python layer's `normalize(index, item)`, which returns a `MultipartParam` or a
+//! list of them.
 
-use std::fs::File;
-use std::os::fd::{BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use poster_core::{Form, Part, Source};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use crate::reader::PyReader;
+use crate::param::ParamPy;
 
 /// Values at least this large are shared with Python rather than copied.
-const SHARE_MIN: usize = 64 * 1024;
+pub(crate) const SHARE_MIN: usize = 64 * 1024;
 
-fn value_source(value: &Bound<'_, PyAny>) -> PyResult<Option<Source>> {
+pub(crate) fn value_source(value: &Bound<'_, PyAny>) -> PyResult<Option<Source>> {
     if let Ok(s) = value.cast_exact::<PyString>() {
         let text = s.to_str()?;
         return Ok(Some(if text.len() >= SHARE_MIN {
@@ -114,76 +113,11 @@ fn path_part(
     Ok(part)
 }
 
-#[allow(unsafe_code)]
-fn dup_fd(fd: RawFd) -> PyResult<File> {
-    if fd < 0 {
-        return Err(PyValueError::new_err(format!(
-            "invalid file descriptor {fd}"
-        )));
-    }
-    // SAFETY: the descriptor belongs to a file object held by the form item being converted,
-    // which the caller keeps alive for this whole call, so it is open while borrowed here; the
-    // duplicate made from it is ours alone.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let owned = borrowed.try_clone_to_owned()?;
-    Ok(File::from(owned))
-}
-
-type SpecTuple<'py> = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<Vec<(String, String)>>,
-    String,
-    Bound<'py, PyAny>,
-    Option<u64>,
-    Option<u64>,
-);
-
-/// A spec tuple: `(name, filename, content_type, headers, kind, data, size, offset)`.
-fn spec_part(spec: &Bound<'_, PyAny>) -> PyResult<Part> {
-    let spec = spec
-        .cast::<PyTuple>()
-        .map_err(|_| PyTypeError::new_err("normalize() must return a part spec tuple"))?;
-    let (name, filename, content_type, headers, kind, data, size, offset): SpecTuple<'_> =
-        spec.extract()?;
-    let source = match kind.as_str() {
-        "bytes" => value_source(&data)?.ok_or_else(|| {
-            PyTypeError::new_err(format!("part {name:?}: value must be str or bytes"))
-        })?,
-        "path" => {
-            let path: PathBuf = data.extract()?;
-            Source::Path(path)
-        }
-        "fd" => {
-            let fd: RawFd = data.extract()?;
-            Source::File {
-                file: Arc::new(dup_fd(fd)?),
-                offset: offset.unwrap_or(0),
-                len: size,
-            }
-        }
-        "reader" => Source::Reader {
-            reader: Box::new(PyReader::new(data.unbind(), offset)),
-            len: size,
-        },
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown part kind {other:?}"
-            )));
-        }
-    };
-    let mut part = Part::new(name, source);
-    if let Some(filename) = filename {
-        part = part.filename(filename);
-    }
-    if let Some(content_type) = content_type {
-        part = part.content_type(content_type);
-    }
-    for (key, value) in headers.unwrap_or_default() {
-        part = part.header(key, value);
-    }
-    Ok(part)
+fn push_param(form: &mut Form, spec: &Bound<'_, PyAny>) -> PyResult<()> {
+    let param = spec.cast::<ParamPy>().map_err(|_| {
+        PyTypeError::new_err("normalize() must return a MultipartParam or a list of them")
+    })?;
+    param.borrow().push_into(spec.py(), form)
 }
 
 /// Reads every item of `items` into a form.
@@ -192,19 +126,28 @@ pub(crate) fn collect(
     normalize: &Bound<'_, PyAny>,
     guess_type: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Form> {
+    let py = items.py();
     let mut form = Form::with_capacity(items.len());
     for item in items.iter() {
         if push_plain_pair(&mut form, &item, guess_type)? {
             continue;
         }
+        // A parameter with a callback goes through `normalize`, which records its index.
+        if let Ok(param) = item.cast::<ParamPy>() {
+            let param = param.borrow();
+            if !param.has_callback() {
+                param.push_into(py, &mut form)?;
+                continue;
+            }
+        }
         // The index is the part's, so the Python layer can map parts back to parameters.
         let spec = normalize.call1((form.len(), item))?;
         if let Ok(specs) = spec.cast::<PyList>() {
             for spec in specs.iter() {
-                form.push(spec_part(&spec)?);
+                push_param(&mut form, &spec)?;
             }
         } else {
-            form.push(spec_part(&spec)?);
+            push_param(&mut form, &spec)?;
         }
     }
     Ok(form)

@@ -1,28 +1,29 @@
 //! `Stream`: the encoded body as a Python iterator of large `bytes` chunks, sized, seekable and
 //! closable. The Python package subclasses it as `poster_rs.MultipartStream`.
 
-use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::io::{Seek, SeekFrom};
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use poster_core::{Body, EscapeMode, FormOptions};
+use poster_core::send::{SendOptions, SendStep, Sender};
+use poster_core::{Body, FormOptions};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::errors::to_pyerr;
-use crate::parts;
+use crate::errors::{from_io, send_error_to_pyerr, to_pyerr};
+use crate::escape::Escape;
+use crate::{parts, raw};
 
 /// File data is handed out in chunks of this size: measured on loopback, 1 MiB `sendall`s move
 /// more than twice what 64 KiB ones do.
 const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+// `Stream`'s text signature (read by stubtest) spells the default out.
+const _: () = assert!(DEFAULT_CHUNK_SIZE == 1_048_576);
 /// Below this a chunk is produced without releasing the GIL: the switch costs more than the copy.
 const DETACH_MIN: usize = 64 * 1024;
-
-pub(crate) fn parse_escape(escape: &str) -> PyResult<EscapeMode> {
-    escape
-        .parse()
-        .map_err(|e: poster_core::escape::UnknownEscapeMode| PyValueError::new_err(e.to_string()))
-}
 
 /// A multipart/form-data body being streamed.
 #[pyclass(subclass, module = "poster_rs._poster_rs", name = "Stream")]
@@ -40,10 +41,29 @@ pub(crate) struct StreamPy {
     /// Set when reading ran to the end; a new `iter()` then starts over. A seek clears it, so
     /// a stream moved to its end on purpose stays there.
     exhausted: bool,
-    /// The file of the last span handed out by `_next_piece`, kept open until the next call.
-    lent: Option<Arc<std::fs::File>>,
     /// Reused for chunks of unknown length, whose size is only known after the read.
     scratch: Vec<u8>,
+}
+
+/// The native sender's buffer: see `poster_core::send::DEFAULT_BUFFER_SIZE`.
+const SEND_BUFFER: usize = poster_core::send::DEFAULT_BUFFER_SIZE;
+// `send_to`'s text signature (read by stubtest) spells the default out.
+const _: () = assert!(SEND_BUFFER == 262_144);
+
+/// The descriptor and timeout of a `socket.socket` (or a bare descriptor, without timeout).
+fn socket_parts(sock: &Bound<'_, PyAny>) -> PyResult<(i32, Option<Duration>)> {
+    if let Ok(fd) = sock.extract::<i32>() {
+        return Ok((fd, None));
+    }
+    let fd: i32 = sock.call_method0("fileno")?.extract()?;
+    let timeout: Option<f64> = sock.call_method0("gettimeout")?.extract()?;
+    let timeout = timeout
+        .map(|t| {
+            Duration::try_from_secs_f64(t)
+                .map_err(|_| PyValueError::new_err(format!("invalid socket timeout {t}")))
+        })
+        .transpose()?;
+    Ok((fd, timeout))
 }
 
 fn busy() -> PyErr {
@@ -117,22 +137,15 @@ impl StreamPy {
             return Ok(None);
         }
         if known {
-            let fill = |buf: &mut [u8]| -> PyResult<()> {
-                let written = if n >= DETACH_MIN {
-                    py.detach(|| body.fill(buf))
+            let fill = |buf: &mut [MaybeUninit<u8>]| {
+                if n >= DETACH_MIN {
+                    py.detach(|| body.fill_uninit(buf))
                 } else {
-                    body.fill(buf)
+                    body.fill_uninit(buf)
                 }
-                .map_err(to_pyerr)?;
-                if written != buf.len() {
-                    return Err(PyRuntimeError::new_err(format!(
-                        "internal error: expected {} bytes, produced {written}",
-                        buf.len()
-                    )));
-                }
-                Ok(())
+                .map_err(to_pyerr)
             };
-            return PyBytes::new_with(py, n, fill).map(Some);
+            return raw::bytes_filled_by(py, n, fill).map(Some);
         }
         let scratch = &mut self.scratch;
         scratch.resize(n, 0);
@@ -149,12 +162,15 @@ impl StreamPy {
     /// Builds the body from a list of form items; see `poster_rs.multipart_encode`. With
     /// `guess_type(suffix)`, `(name, os.PathLike)` pairs are read here too.
     #[new]
-    #[pyo3(signature = (items, normalize, *, boundary=None, escape="quoted", chunk_size=DEFAULT_CHUNK_SIZE, check_boundary=None, guess_type=None))]
+    #[pyo3(
+        signature = (items, normalize, *, boundary=None, escape=Escape::default(), chunk_size=DEFAULT_CHUNK_SIZE, check_boundary=None, guess_type=None),
+        text_signature = "(items, normalize, *, boundary=None, escape='quoted', chunk_size=1048576, check_boundary=None, guess_type=None)"
+    )]
     fn new(
         items: &Bound<'_, PyList>,
         normalize: &Bound<'_, PyAny>,
         boundary: Option<String>,
-        escape: &str,
+        escape: Escape,
         chunk_size: usize,
         check_boundary: Option<bool>,
         guess_type: Option<&Bound<'_, PyAny>>,
@@ -162,12 +178,11 @@ impl StreamPy {
         if chunk_size == 0 {
             return Err(PyValueError::new_err("chunk_size must be positive"));
         }
-        let escape = parse_escape(escape)?;
         let form = parts::collect(items, normalize, guess_type)?;
         let options_boundary_given = boundary.is_some();
         let options = FormOptions {
             boundary,
-            escape,
+            escape: escape.0,
             // A generated 128-bit random boundary turns up in file data with a probability
             // below 2^-88 per terabyte: scanning every byte for it would cost ~15 % of
             // throughput for nothing. A caller's boundary is checked everywhere.
@@ -183,7 +198,6 @@ impl StreamPy {
             chunk_size,
             progress: None,
             exhausted: false,
-            lent: None,
             scratch: Vec::new(),
         })
     }
@@ -208,7 +222,7 @@ impl StreamPy {
     /// Reads up to `size` bytes (all that is left when `size` is negative or omitted); `b""` at
     /// the end. Used by the file-like view; the stream itself has no `read`, so that clients
     /// iterate its large chunks.
-    #[pyo3(signature = (size=-1))]
+    #[pyo3(signature = (size=-1), text_signature = "($self, size=-1)")]
     fn _read<'py>(slf: &Bound<'py, Self>, size: i64) -> PyResult<Bound<'py, PyBytes>> {
         let py = slf.py();
         if size >= 0 {
@@ -244,34 +258,23 @@ impl StreamPy {
     /// 0, 1, 2) and returns the new position.
     #[pyo3(signature = (offset, whence=0))]
     fn seek(slf: &Bound<'_, Self>, offset: i64, whence: i32) -> PyResult<u64> {
-        let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
-        let len = this.content_length;
-        let body = this.body()?;
-        let base: i128 = match whence {
-            0 => 0,
-            1 => i128::from(body.position()),
-            2 => match len {
-                Some(len) => i128::from(len),
-                None => {
-                    return Err(to_pyerr(poster_core::Error::NotSeekable {
-                        reason: "its length is unknown".to_owned(),
-                    }));
-                }
-            },
+        let position = match whence {
+            0 => SeekFrom::Start(u64::try_from(offset).map_err(|_| {
+                to_pyerr(poster_core::Error::SeekOutOfRange {
+                    offset: i128::from(offset),
+                    len: slf.borrow().content_length.unwrap_or(0),
+                })
+            })?),
+            1 => SeekFrom::Current(offset),
+            2 => SeekFrom::End(offset),
             other => {
                 return Err(PyValueError::new_err(format!(
                     "invalid whence ({other}, should be 0, 1 or 2)"
                 )));
             }
         };
-        let target = base + i128::from(offset);
-        let target = u64::try_from(target).map_err(|_| {
-            to_pyerr(poster_core::Error::SeekOutOfRange {
-                offset: target,
-                len: len.unwrap_or(0),
-            })
-        })?;
-        body.seek(target).map_err(to_pyerr)?;
+        let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+        let target = Seek::seek(this.body()?, position).map_err(from_io)?;
         this.exhausted = false;
         Ok(target)
     }
@@ -289,7 +292,6 @@ impl StreamPy {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         this.scratch = Vec::new();
-        this.lent = None;
         Ok(())
     }
 
@@ -314,39 +316,96 @@ impl StreamPy {
         self.chunk_size
     }
 
-    /// The next piece of the body for a sender that can use `sendfile`: `bytes`, or
-    /// `(fd, offset, count)` for file data that needs no scanning (the descriptor stays open
-    /// until the next call), or `None` at the end.
-    fn _next_piece<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    /// Sends the body, from its current position to its end, into the connected socket `sock`
+    /// (a `socket.socket` or a descriptor) from native code, with the GIL released: one reused
+    /// buffer filled by positioned reads, `send(2)` calls, or `sendfile(2)` for file data with
+    /// `use_sendfile=True` (Linux). The socket's timeout bounds each wait; `deadline`, a
+    /// `time.monotonic()` value, bounds the whole send (`TimeoutError` when either passes).
+    /// With `chunked` (the default for a body of unknown length) the body is framed with
+    /// chunked transfer coding. `buffer_size` is the size of each `send(2)` (the default
+    /// measured best; see the README's benchmark table).
+    ///
+    /// Returns `(done, said)`: whether the whole body went out, and what the server has already
+    /// sent (after interim `1xx` responses), which is the start of its response and must be
+    /// parsed before anything else is read from the socket. If the server begins its final
+    /// answer before the body is complete (a 413, a 401, a redirect), sending stops at once and
+    /// `done` is false.
+    #[pyo3(
+        signature = (sock, *, deadline=None, use_sendfile=false, chunked=None, buffer_size=SEND_BUFFER),
+        text_signature = "($self, sock, *, deadline=None, use_sendfile=False, chunked=None, buffer_size=262144)"
+    )]
+    fn send_to<'py>(
+        slf: &Bound<'py, Self>,
+        sock: &Bound<'py, PyAny>,
+        deadline: Option<f64>,
+        use_sendfile: bool,
+        chunked: Option<bool>,
+        buffer_size: usize,
+    ) -> PyResult<(bool, Bound<'py, PyBytes>)> {
+        if buffer_size == 0 {
+            return Err(PyValueError::new_err("buffer_size must be positive"));
+        }
         let py = slf.py();
-        let span = {
+        let (fd, timeout) = socket_parts(sock)?;
+        let socket = raw::dup_fd(fd)?;
+        let deadline = match deadline {
+            Some(at) => {
+                let now: f64 = py.import("time")?.call_method0("monotonic")?.extract()?;
+                let left =
+                    Duration::try_from_secs_f64((at - now).max(0.0)).unwrap_or(Duration::MAX);
+                Some(Instant::now() + left)
+            }
+            None => None,
+        };
+        let (options, mut sender, limit) = {
             let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
-            let max = this.chunk_size as u64;
-            let start = this.body()?.position();
-            let span = this.body()?.next_file_span(max).map_err(to_pyerr)?;
-            span.map(|span| {
-                let piece = (span.file.as_raw_fd(), span.offset, span.len);
-                this.lent = Some(span.file);
+            let len = this.content_length;
+            let options = SendOptions {
+                idle_timeout: timeout,
+                deadline,
+                chunked: chunked.unwrap_or(len.is_none()),
+                use_sendfile,
+            };
+            let position = this.body()?.position();
+            let left = len.map_or(u64::MAX, |len| len - position);
+            // A small body gets a small buffer: shipping jobs send many of them.
+            let buffer = left.min(buffer_size as u64).max(1) as usize;
+            let limit = if this.progress.is_some() {
+                this.chunk_size as u64
+            } else {
+                u64::MAX
+            };
+            (options, Sender::new(buffer), limit)
+        };
+        loop {
+            let (step, start, end, progress) = {
+                let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
+                let body = this.body()?;
+                let start = body.position();
+                let step = py.detach(|| sender.send(body, socket.as_fd(), &options, limit));
+                let end = body.position();
+                if matches!(step, Ok(SendStep::Finished(_))) {
+                    this.exhausted = true;
+                }
                 (
-                    piece,
+                    step,
                     start,
-                    span.len,
+                    end,
                     this.progress.as_ref().map(|p| p.clone_ref(py)),
                 )
-            })
-        };
-        let Some((piece, start, len, progress)) = span else {
-            let max = {
-                let mut this = slf.try_borrow_mut().map_err(|_| busy())?;
-                let chunk_size = this.chunk_size;
-                this.body()?.bytes_before_file_span(chunk_size)
             };
-            return Ok(Self::next_reporting(slf, Some(max.max(1)))?.map(Bound::into_any));
-        };
-        if let Some(progress) = progress {
-            progress.call1(py, (start, start + len))?;
+            if let Some(progress) = progress
+                && end > start
+            {
+                progress.call1(py, (start, end))?;
+            }
+            match step.map_err(send_error_to_pyerr)? {
+                SendStep::Finished(said) => return Ok((true, PyBytes::new(py, &said))),
+                SendStep::Answered(answer) => return Ok((false, PyBytes::new(py, &answer))),
+                SendStep::Interrupted => py.check_signals()?,
+                SendStep::Progress => {}
+            }
         }
-        Ok(Some(piece.into_pyobject(py)?.into_any()))
     }
 
     /// Sets the function called with `(start, end)` after each chunk is produced.

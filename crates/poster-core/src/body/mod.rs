@@ -7,18 +7,25 @@
 
 use std::fs::File;
 use std::io;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use crate::boundary;
 use crate::error::{Error, Result};
 use crate::file::FileData;
-use crate::part::{PartReader, SharedBytes};
+use crate::part::SharedBytes;
 use crate::scan::DelimiterScanner;
 
-/// File data is read and scanned for the delimiter in pieces of this size, so the scan finds
-/// each piece still in the core's L2 cache (measured: 1 MiB pieces made the scan cost ~20 %).
-const SCAN_PIECE: usize = 256 * 1024;
+mod file_segment;
+mod fill_buf;
+mod reader_segment;
 
+use file_segment::OpenFile;
+use fill_buf::FillBuf;
+pub(crate) use reader_segment::ReaderData;
+
+/// One piece of the body. Each kind has its own fill and resume strategy (bytes are copied,
+/// files read with positioned reads, readers read forward); [`Body`] is the cursor over them.
 pub(crate) enum Segment {
     Inline(Vec<u8>),
     Shared(SharedBytes),
@@ -37,14 +44,6 @@ impl Segment {
     }
 }
 
-pub(crate) struct ReaderData {
-    pub(crate) part: String,
-    pub(crate) reader: Box<dyn PartReader>,
-    pub(crate) len: Option<u64>,
-    /// Whether any byte has been read since the last rewind.
-    pub(crate) touched: bool,
-}
-
 /// File data handed out by [`Body::next_file_span`]: `len` bytes of `file` from `offset`.
 #[derive(Debug, Clone)]
 pub struct FileSpan {
@@ -54,12 +53,8 @@ pub struct FileSpan {
     pub offset: u64,
     /// How many bytes.
     pub len: u64,
-}
-
-/// The file a stream is currently reading.
-struct OpenFile {
-    segment: usize,
-    file: Arc<File>,
+    /// The field name of the part, for errors.
+    pub part: String,
 }
 
 /// A multipart/form-data body: its length, its headers, and a stream of its bytes that can start
@@ -77,6 +72,8 @@ pub struct Body {
     segment_pos: u64,
     open: Option<OpenFile>,
     scanner: Option<DelimiterScanner>,
+    /// Reused by readers filling memory that is not initialised (a reader takes `&mut [u8]`).
+    reader_scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Body {
@@ -117,6 +114,7 @@ impl Body {
             segment_pos: 0,
             open: None,
             scanner,
+            reader_scratch: Vec::new(),
         }
     }
 
@@ -155,18 +153,14 @@ impl Body {
         let Some(Segment::File(file)) = self.segments.get(index) else {
             return Ok(None);
         };
-        if self.open.as_ref().is_none_or(|o| o.segment != index) {
-            self.open = Some(OpenFile {
-                segment: index,
-                file: file.open()?,
-            });
-        }
-        let handle = Arc::clone(&self.open.as_ref().expect("opened above").file);
+        let (handle, _) = file_segment::handle(file, index, &mut self.open)?;
+        let handle = Arc::clone(handle);
         let len = (file.len - at).min(max);
         let span = FileSpan {
             file: Arc::clone(&handle),
             offset: file.offset + at,
             len,
+            part: file.part.clone(),
         };
         if at + len == file.len {
             file.check_end(&handle)?;
@@ -255,8 +249,14 @@ impl Body {
         } else {
             segment
         };
+        self.rolling_back(|body| body.seek_to(segment, offset))
+    }
+
+    /// Runs `step`; if it fails, the stream goes back to where it was (and closes the open
+    /// file), so a failed read or seek can be retried or reported without a moved position.
+    fn rolling_back<T>(&mut self, step: impl FnOnce(&mut Body) -> Result<T>) -> Result<T> {
         let saved = (self.segment, self.segment_pos, self.pos);
-        let result = self.seek_to(segment, offset);
+        let result = step(self);
         if result.is_err() {
             (self.segment, self.segment_pos, self.pos) = saved;
             self.open = None;
@@ -267,13 +267,8 @@ impl Body {
     fn seek_to(&mut self, segment: usize, offset: u64) -> Result<()> {
         // Readers at or after the target have to start over; the ones before it stay consumed.
         for seg in self.segments.iter_mut().skip(segment) {
-            if let Segment::Reader(r) = seg
-                && r.touched
-            {
-                r.reader.rewind().map_err(|e| Error::NotSeekable {
-                    reason: format!("part {:?}: its reader cannot rewind: {e}", r.part),
-                })?;
-                r.touched = false;
+            if let Segment::Reader(r) = seg {
+                r.rewind()?;
             }
         }
         self.segment = segment;
@@ -285,72 +280,16 @@ impl Body {
         self.pos = offset;
         self.open = None;
         if self.segment_pos > 0 {
-            self.resume_within_segment()?;
-        }
-        Ok(())
-    }
-
-    /// After a seek into the middle of a segment: readers skip to the position, and the
-    /// delimiter scanner gets the bytes just before it.
-    fn resume_within_segment(&mut self) -> Result<()> {
-        let at = self.segment_pos;
-        match &mut self.segments[self.segment] {
-            Segment::Reader(r) => {
-                let context = self.boundary.len() + 3;
-                let mut scratch = vec![0u8; 64 * 1024];
-                // "\r\n" (the header's end) plus the last skipped bytes: a delimiter that
-                // straddles the seek position is still found.
-                let mut preceding = b"\r\n".to_vec();
-                let mut left = at;
-                r.touched = true;
-                while left > 0 {
-                    let want = scratch.len().min(left as usize);
-                    let n = match r.reader.read(&mut scratch[..want]) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            return Err(Error::Io {
-                                path: None,
-                                part: r.part.clone(),
-                                source: e,
-                            });
-                        }
-                    };
-                    if n == 0 {
-                        return Err(Error::SizeChanged {
-                            part: r.part.clone(),
-                            path: None,
-                            expected: r.len.unwrap_or(0),
-                            actual: at - left,
-                        });
-                    }
-                    preceding.extend_from_slice(&scratch[..n]);
-                    if preceding.len() > 2 * context {
-                        preceding.drain(..preceding.len() - context);
-                    }
-                    left -= n as u64;
+            let (index, at) = (self.segment, self.segment_pos);
+            let context = self.boundary.len() + 3;
+            let scanner = self.scanner.as_mut();
+            match &mut self.segments[index] {
+                Segment::Reader(r) => r.resume(at, context, scanner)?,
+                Segment::File(f) => {
+                    file_segment::resume(f, index, at, context, &mut self.open, scanner)?;
                 }
-                if let Some(scanner) = &mut self.scanner {
-                    scanner.start(&preceding);
-                }
+                Segment::Inline(_) | Segment::Shared(_) => {}
             }
-            Segment::File(f) => {
-                if let Some(scanner) = &mut self.scanner {
-                    let file = f.open()?;
-                    let context = (self.boundary.len() + 3) as u64;
-                    let from = at.saturating_sub(context);
-                    let mut preceding = b"\r\n".to_vec();
-                    let mut before = vec![0u8; (at - from) as usize];
-                    f.read_at(&file, from, &mut before)?;
-                    preceding.extend_from_slice(&before);
-                    scanner.start(&preceding);
-                    self.open = Some(OpenFile {
-                        segment: self.segment,
-                        file,
-                    });
-                }
-            }
-            Segment::Inline(_) | Segment::Shared(_) => {}
         }
         Ok(())
     }
@@ -373,88 +312,40 @@ impl Body {
     /// `buf` unless the body ends first, or a reader of unknown size returned what it had.
     /// 0 means the body is complete. On an error the position does not move.
     pub fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let saved = (self.segment, self.segment_pos, self.pos);
-        let result = self.fill_inner(buf);
-        if result.is_err() {
-            (self.segment, self.segment_pos, self.pos) = saved;
-            self.open = None;
-        }
-        result
+        self.rolling_back(|body| body.fill_into(buf))
     }
 
-    fn fill_inner(&mut self, buf: &mut [u8]) -> Result<usize> {
+    /// [`Body::fill`] into memory that need not be initialised (for example a freshly allocated
+    /// buffer that the caller hands out afterwards). The first `n` bytes, `n` being the result,
+    /// are initialised when it returns `Ok(n)`; nothing is read from `buf`.
+    pub fn fill_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> Result<usize> {
+        self.rolling_back(|body| body.fill_into(buf))
+    }
+
+    fn fill_into<B: FillBuf + ?Sized>(&mut self, buf: &mut B) -> Result<usize> {
         let mut written = 0;
         while self.segment < self.segments.len() {
-            if written == buf.len() && self.segments[self.segment].len() != Some(0) {
+            if written == buf.capacity() && self.segments[self.segment].len() != Some(0) {
                 break;
             }
             let index = self.segment;
             let at = self.segment_pos;
-            let space = &mut buf[written..];
+            let scanner = self.scanner.as_mut();
             let (n, segment_done) = match &mut self.segments[index] {
-                Segment::Inline(bytes) => copy_from(bytes, at, space),
-                Segment::Shared(bytes) => copy_from((**bytes).as_ref(), at, space),
+                Segment::Inline(bytes) => copy_from(bytes, at, buf, written),
+                Segment::Shared(bytes) => copy_from((**bytes).as_ref(), at, buf, written),
                 Segment::File(file) => {
-                    if self.open.as_ref().is_none_or(|o| o.segment != index) {
-                        self.open = Some(OpenFile {
-                            segment: index,
-                            file: file.open()?,
-                        });
-                        if at == 0
-                            && let Some(scanner) = &mut self.scanner
-                        {
-                            scanner.start(b"\r\n");
-                        }
-                    }
-                    let handle = &self.open.as_ref().expect("opened above").file;
-                    let n = (file.len - at).min(space.len() as u64) as usize;
-                    // Read in cache-sized pieces and scan each while it is still in cache.
-                    let mut piece_start = 0;
-                    while piece_start < n {
-                        let piece_end = (piece_start + SCAN_PIECE).min(n);
-                        let piece = &mut space[piece_start..piece_end];
-                        let piece_at = at + piece_start as u64;
-                        file.read_at(handle, piece_at, piece)?;
-                        if let Some(scanner) = &mut self.scanner
-                            && let Some(found) = scanner.scan(piece)
-                        {
-                            return Err(Error::BoundaryInData {
-                                part: file.part.clone(),
-                                offset: (piece_at as i64 + found).max(0) as u64,
-                            });
-                        }
-                        piece_start = piece_end;
-                    }
-                    let done = at + n as u64 == file.len;
-                    if done {
-                        file.check_end(handle)?;
-                        self.open = None;
-                    }
-                    (n, done)
+                    file_segment::fill(file, index, at, buf, written, &mut self.open, scanner)?
                 }
                 Segment::Reader(reader) => {
-                    if at == 0
-                        && !reader.touched
-                        && let Some(scanner) = &mut self.scanner
-                    {
-                        scanner.start(b"\r\n");
+                    let filled =
+                        reader.fill(at, buf, written, &mut self.reader_scratch, scanner)?;
+                    if filled.hand_out {
+                        self.segment_pos += filled.len as u64;
+                        self.pos += filled.len as u64;
+                        return Ok(written + filled.len);
                     }
-                    let (n, done) = read_reader(reader, at, space)?;
-                    if let Some(scanner) = &mut self.scanner
-                        && let Some(found) = scanner.scan(&space[..n])
-                    {
-                        return Err(Error::BoundaryInData {
-                            part: reader.part.clone(),
-                            offset: (at as i64 + found).max(0) as u64,
-                        });
-                    }
-                    if n > 0 && !done && reader.len.is_none() {
-                        // Hand out what an unsized reader had rather than wait for more.
-                        self.segment_pos += n as u64;
-                        self.pos += n as u64;
-                        return Ok(written + n);
-                    }
-                    (n, done)
+                    (filled.len, filled.done)
                 }
             };
             written += n;
@@ -470,72 +361,17 @@ impl Body {
     }
 }
 
-fn copy_from(bytes: &[u8], at: u64, space: &mut [u8]) -> (usize, bool) {
+/// The bytes strategy: copy from byte `at` of `bytes` into `buf[start..]`.
+fn copy_from<B: FillBuf + ?Sized>(
+    bytes: &[u8],
+    at: u64,
+    buf: &mut B,
+    start: usize,
+) -> (usize, bool) {
     let rest = &bytes[at as usize..];
-    let n = rest.len().min(space.len());
-    space[..n].copy_from_slice(&rest[..n]);
+    let n = rest.len().min(buf.capacity() - start);
+    buf.copy_at(start, &rest[..n]);
     (n, n == rest.len())
-}
-
-/// Reads the next bytes of a reader; returns the count and whether the reader is done.
-fn read_reader(r: &mut ReaderData, at: u64, space: &mut [u8]) -> Result<(usize, bool)> {
-    let io_err = |part: &str, e: io::Error| Error::Io {
-        path: None,
-        part: part.to_owned(),
-        source: e,
-    };
-    let want = match r.len {
-        Some(len) => (len - at).min(space.len() as u64) as usize,
-        None => space.len(),
-    };
-    r.touched = true;
-    let mut n = 0;
-    while n < want {
-        match r.reader.read(&mut space[n..want]) {
-            Ok(0) => break,
-            Ok(k) => {
-                n += k;
-                if r.len.is_none() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(&r.part, e)),
-        }
-    }
-    match r.len {
-        Some(len) => {
-            let reached = at + n as u64;
-            if reached < len && n < want {
-                return Err(Error::SizeChanged {
-                    part: r.part.clone(),
-                    path: None,
-                    expected: len,
-                    actual: reached,
-                });
-            }
-            if reached == len {
-                let mut probe = [0u8; 1];
-                let extra = loop {
-                    match r.reader.read(&mut probe) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        other => break other.map_err(|e| io_err(&r.part, e))?,
-                    }
-                };
-                if extra > 0 {
-                    return Err(Error::SizeChanged {
-                        part: r.part.clone(),
-                        path: None,
-                        expected: len,
-                        actual: len + extra as u64,
-                    });
-                }
-                return Ok((n, true));
-            }
-            Ok((n, false))
-        }
-        None => Ok((n, n == 0)),
-    }
 }
 
 impl io::Read for Body {
