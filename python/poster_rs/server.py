@@ -51,8 +51,8 @@ _CLIENT_GONE = (ConnectionError, asyncio.IncompleteReadError)
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop's event loop when it is installed (the ``cli`` extra installs it where it is
-    available): aiohttp receives a large body with ~40 % less time per byte on it than on
-    asyncio's own loop (measured here, 1 GiB uploads); asyncio's loop otherwise."""
+    available), asyncio's own otherwise. aiohttp received and hashed a 1 GiB upload here at
+    611-710 MB/s on uvloop, 409-484 MB/s on asyncio's loop."""
     try:
         import uvloop  # noqa: PLC0415 - optional
     except ImportError:
