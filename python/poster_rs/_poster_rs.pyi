@@ -145,7 +145,7 @@ class Stream:
         deadline: float | None = None,
         use_sendfile: bool = False,
         chunked: bool | None = None,
-        buffer_size: int = 262144,
+        buffer_size: int = 1048576,
     ) -> tuple[bool, bytes]:
         """Sends the body from its position to its end into a connected socket, from native
         code with the GIL released; returns whether all went out and what the server said."""

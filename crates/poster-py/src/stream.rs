@@ -48,7 +48,7 @@ pub(crate) struct StreamPy {
 /// The native sender's buffer: see `poster_core::send::DEFAULT_BUFFER_SIZE`.
 const SEND_BUFFER: usize = poster_core::send::DEFAULT_BUFFER_SIZE;
 // `send_to`'s text signature (read by stubtest) spells the default out.
-const _: () = assert!(SEND_BUFFER == 262_144);
+const _: () = assert!(SEND_BUFFER == 1_048_576);
 
 /// The descriptor and timeout of a `socket.socket` (or a bare descriptor, without timeout).
 fn socket_parts(sock: &Bound<'_, PyAny>) -> PyResult<(i32, Option<Duration>)> {
@@ -332,7 +332,7 @@ impl StreamPy {
     /// `done` is false.
     #[pyo3(
         signature = (sock, *, deadline=None, use_sendfile=false, chunked=None, buffer_size=SEND_BUFFER),
-        text_signature = "($self, sock, *, deadline=None, use_sendfile=False, chunked=None, buffer_size=262144)"
+        text_signature = "($self, sock, *, deadline=None, use_sendfile=False, chunked=None, buffer_size=1048576)"
     )]
     fn send_to<'py>(
         slf: &Bound<'py, Self>,
