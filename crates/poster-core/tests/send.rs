@@ -27,6 +27,21 @@ fn unscanned(boundary: &str) -> poster_core::FormOptions {
     }
 }
 
+/// A sparse file of `len` bytes (zeros, no disk used) in `dir`.
+fn sparse_file(dir: &TempDir, name: &str, len: u64) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::File::create(&path).unwrap().set_len(len).unwrap();
+    path
+}
+
+/// A body of one file part, its data not scanned (so it may go out with `sendfile(2)`).
+fn file_body(name: &str, path: &std::path::Path, boundary: &str) -> Body {
+    Form::new()
+        .part(Part::file(name, path))
+        .build(&unscanned(boundary))
+        .unwrap()
+}
+
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
@@ -190,11 +205,7 @@ fn progress_steps_end_at_the_limit_and_count_what_went_out() {
 #[test]
 fn an_early_answer_stops_the_upload_and_is_handed_back() {
     let dir = TempDir::new("send-early");
-    let path = dir.path().join("big.bin");
-    std::fs::File::create(&path)
-        .unwrap()
-        .set_len(256 * MIB as u64)
-        .unwrap();
+    let path = sparse_file(&dir, "big.bin", 256 * MIB as u64);
     for use_sendfile in [false, true] {
         let mut body = Form::new()
             .part(Part::file("big", &path))
@@ -240,17 +251,8 @@ fn an_early_answer_stops_the_upload_and_is_handed_back() {
 #[test]
 fn a_peer_that_closes_counts_as_an_answer_and_a_reset_is_an_error() {
     let dir = TempDir::new("send-reset");
-    let path = dir.path().join("big.bin");
-    std::fs::File::create(&path)
-        .unwrap()
-        .set_len(256 * MIB as u64)
-        .unwrap();
-    let build = || {
-        Form::new()
-            .part(Part::file("big", &path))
-            .build(&unscanned("reset-boundary"))
-            .unwrap()
-    };
+    let path = sparse_file(&dir, "big.bin", 256 * MIB as u64);
+    let build = || file_body("big", &path, "reset-boundary");
     // A plain close (FIN) after reading some: the client stops; nothing was said.
     let (client, server) = connect(|mut conn| {
         let mut first = vec![0u8; MIB];
@@ -341,17 +343,8 @@ fn a_file_that_shrinks_mid_upload_is_an_error_with_send_and_sendfile() {
 #[test]
 fn an_idle_peer_times_out_and_so_does_a_deadline() {
     let dir = TempDir::new("send-idle");
-    let path = dir.path().join("big.bin");
-    std::fs::File::create(&path)
-        .unwrap()
-        .set_len(256 * MIB as u64)
-        .unwrap();
-    let build = || {
-        Form::new()
-            .part(Part::file("big", &path))
-            .build(&unscanned("idle-boundary"))
-            .unwrap()
-    };
+    let path = sparse_file(&dir, "big.bin", 256 * MIB as u64);
+    let build = || file_body("big", &path, "idle-boundary");
     // Never reads: the socket buffers fill, then nothing moves for the idle timeout.
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let (client, server) = connect(move |_conn| {
