@@ -146,6 +146,7 @@ class Stream:
         use_sendfile: bool = False,
         chunked: bool | None = None,
         buffer_size: int = 1048576,
+        head: bytes | None = None,
     ) -> tuple[bool, bytes]:
         """Sends the body from its position to its end into a connected socket, from native
         code with the GIL released; returns whether all went out and what the server said."""

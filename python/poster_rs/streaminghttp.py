@@ -30,6 +30,7 @@ from typing import Any
 from ._transport.chunks import BLOCKSIZE
 from ._transport.early import PrefixedSocket
 from ._transport.expect import await_continue
+from ._transport.response import StreamingResponse
 from ._transport.send import can_send_natively, send_chunks, send_natively
 
 __all__ = [
@@ -64,7 +65,8 @@ class _StreamingMixin:
     _buffer: list[bytes]
     _http_vsn: int
     _method: str | None
-    response_class: type[http.client.HTTPResponse]
+
+    response_class: type[http.client.HTTPResponse] = StreamingResponse
 
     #: Send file data of poster_rs streams over plain TCP with ``sendfile(2)`` instead of
     #: ``send(2)`` from a reused buffer. Off by default: see the README's benchmark table.
@@ -100,11 +102,11 @@ class _StreamingMixin:
             self._expect_continue = True
         super().putheader(header, *values)  # type: ignore[misc]
 
-    def _send_body(self, body: Any, encode_chunked: bool) -> None:
+    def _send_body(self, body: Any, encode_chunked: bool, head: bytes | None = None) -> None:
         chunked = encode_chunked and self._http_vsn == 11
         if can_send_natively(body, self.sock):
             done, self._early = send_natively(
-                body, self.sock, chunked=chunked, use_sendfile=self.use_sendfile
+                body, self.sock, chunked=chunked, use_sendfile=self.use_sendfile, head=head
             )
         else:
             done, self._early = send_chunks(self.sock, body, chunked=chunked)
@@ -125,6 +127,13 @@ class _StreamingMixin:
             # One write for a small body avoids the Nagle / delayed-ACK stall.
             msg += message_body
             message_body = None
+        if message_body is not None and not self._expect_continue:
+            if self.sock is None and self.auto_open:  # type: ignore[attr-defined]
+                self.connect()  # type: ignore[attr-defined]
+            if can_send_natively(message_body, self.sock):
+                # The head leaves in the same system call as the body's first bytes.
+                self._send_body_reporting_loss(message_body, encode_chunked, head=msg)
+                return
         self.send(msg)  # type: ignore[attr-defined]
         if message_body is None:
             return
@@ -134,8 +143,13 @@ class _StreamingMixin:
                 self._early = answer
                 self._body_incomplete = True
                 return
+        self._send_body_reporting_loss(message_body, encode_chunked)
+
+    def _send_body_reporting_loss(
+        self, body: Any, encode_chunked: bool, head: bytes | None = None
+    ) -> None:
         try:
-            self._send_body(message_body, encode_chunked)
+            self._send_body(body, encode_chunked, head)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
             # The server closed while the body was going out; it may have answered first.
             self._send_error = exc

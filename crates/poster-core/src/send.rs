@@ -6,12 +6,12 @@
 //! [`Sender::send`] works in steps so that a caller can report progress, or check for signals
 //! (a step ends with [`SendStep::Interrupted`] when a signal interrupts a wait), between them.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::net::{RecvFlags, SendFlags};
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
 use crate::body::{Body, FileSpan};
 use crate::early_answer::strip_interim;
@@ -100,6 +100,9 @@ pub struct Sender {
     /// What the server has said so far while the body was going out.
     early: Vec<u8>,
     last_chunk_queued: bool,
+    /// The request's head, sent with the body's first bytes; `head_sent` of it went out.
+    head: Vec<u8>,
+    head_sent: usize,
 }
 
 impl std::fmt::Debug for Sender {
@@ -120,7 +123,18 @@ impl Sender {
             span: None,
             early: Vec::new(),
             last_chunk_queued: false,
+            head: Vec::new(),
+            head_sent: 0,
         }
+    }
+
+    /// Queues bytes that go out before the body, in the same `sendmsg(2)` as the body's first
+    /// bytes: the request's head, so that a small request leaves as one segment and wakes the
+    /// server once (or corked with `MSG_MORE` ahead of `sendfile(2)` data).
+    pub fn queue_head(&mut self, head: &[u8]) {
+        self.head.clear();
+        self.head.extend_from_slice(head);
+        self.head_sent = 0;
     }
 
     /// Forgets a body that was only partly sent, to start another.
@@ -129,6 +143,8 @@ impl Sender {
         self.span = None;
         self.early.clear();
         self.last_chunk_queued = false;
+        self.head.clear();
+        self.head_sent = 0;
     }
 
     /// Sends the body from its current position into the connected socket `sock` until at
@@ -144,6 +160,7 @@ impl Sender {
     ) -> Result<SendStep, SendError> {
         let step_start = body.position();
         loop {
+            let head_sent = self.head_sent == self.head.len();
             if self.pending.is_empty() && self.span.is_none() {
                 if body.is_finished() {
                     if options.chunked && !self.last_chunk_queued {
@@ -152,13 +169,15 @@ impl Sender {
                         self.pending = 0..LAST_CHUNK.len();
                         continue;
                     }
-                    return Ok(SendStep::Finished(std::mem::take(&mut self.early)));
-                }
-                if body.position() - step_start >= limit {
+                    if head_sent {
+                        return Ok(SendStep::Finished(std::mem::take(&mut self.early)));
+                    }
+                } else if head_sent && body.position() - step_start >= limit {
                     return Ok(SendStep::Progress);
+                } else {
+                    self.produce(body, options)?;
+                    continue;
                 }
-                self.produce(body, options)?;
-                continue;
             }
             match wait(sock, options)? {
                 Readiness::Interrupted => return Ok(SendStep::Interrupted),
@@ -203,6 +222,9 @@ impl Sender {
     }
 
     fn send_some(&mut self, sock: BorrowedFd<'_>) -> Result<(), SendError> {
+        if self.head_sent < self.head.len() {
+            return self.send_head(sock);
+        }
         if let Some(span) = &mut self.span {
             return match send_file(sock, span) {
                 Ok(()) if span.len == 0 => {
@@ -217,6 +239,30 @@ impl Sender {
         match rustix::net::send(sock, &self.buf[self.pending.clone()], SEND_FLAGS) {
             Ok(n) => {
                 self.pending.start += n;
+                Ok(())
+            }
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => Ok(()),
+            Err(e) => Err(SendError::Socket(e.into())),
+        }
+    }
+
+    /// Sends the rest of the head, and with it as much of the buffered body as the socket takes.
+    fn send_head(&mut self, sock: BorrowedFd<'_>) -> Result<(), SendError> {
+        let head = &self.head[self.head_sent..];
+        let sent = if self.span.is_some() {
+            rustix::net::send(sock, head, SEND_FLAGS | SendFlags::MORE)
+        } else {
+            let data = [
+                IoSlice::new(head),
+                IoSlice::new(&self.buf[self.pending.clone()]),
+            ];
+            rustix::net::sendmsg(sock, &data, &mut SendAncillaryBuffer::default(), SEND_FLAGS)
+        };
+        match sent {
+            Ok(n) => {
+                let of_head = n.min(head.len());
+                self.head_sent += of_head;
+                self.pending.start += n - of_head;
                 Ok(())
             }
             Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => Ok(()),

@@ -146,6 +146,67 @@ fn the_bytes_that_arrive_are_the_body_with_send_and_with_sendfile() {
 }
 
 #[test]
+fn a_queued_head_goes_out_first_whatever_the_way_the_body_goes() {
+    let dir = TempDir::new("send-head");
+    let data = pseudo_random(3 * MIB + 5, 7);
+    let head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: n\r\n\r\n".repeat(50);
+    for (use_sendfile, chunked) in [(false, false), (true, false), (false, true)] {
+        let expected = fill_all(&mut mixed_body(&dir, &data), 4096).unwrap();
+        let mut body = mixed_body(&dir, &data);
+        let (client, server) = connect(read_to_end);
+        let options = SendOptions {
+            use_sendfile,
+            chunked,
+            ..SendOptions::default()
+        };
+        // A buffer smaller than the head: the head still goes out whole, before the body.
+        let mut sender = Sender::new(1000);
+        sender.queue_head(&head);
+        while let SendStep::Progress = sender
+            .send(&mut body, client.as_fd(), &options, u64::MAX)
+            .unwrap()
+        {}
+        assert_eq!(
+            body.position(),
+            expected.len() as u64,
+            "counts body bytes only"
+        );
+        drop(client);
+        let got = server.join().unwrap();
+        assert!(got.starts_with(&head), "the head comes first");
+        let rest = &got[head.len()..];
+        let rest = if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_vec()
+        };
+        assert!(
+            rest == expected,
+            "sendfile={use_sendfile} chunked={chunked}: body differs"
+        );
+    }
+}
+
+#[test]
+fn a_head_without_a_body_is_sent_too() {
+    let mut body = Form::new().build(&unscanned("empty")).unwrap();
+    let expected = fill_all(&mut Form::new().build(&unscanned("empty")).unwrap(), 64).unwrap();
+    let (client, server) = connect(read_to_end);
+    let mut sender = Sender::new(16);
+    sender.queue_head(b"H\r\n\r\n");
+    assert!(matches!(
+        sender
+            .send(&mut body, client.as_fd(), &SendOptions::default(), u64::MAX)
+            .unwrap(),
+        SendStep::Finished(_)
+    ));
+    drop(client);
+    let got = server.join().unwrap();
+    assert_eq!(&got[..5], b"H\r\n\r\n");
+    assert!(got[5..] == expected[..]);
+}
+
+#[test]
 fn a_body_of_unknown_length_goes_out_chunked() {
     let data = pseudo_random(3 * MIB + 7, 2);
     let build = || {

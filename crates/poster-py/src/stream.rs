@@ -323,7 +323,9 @@ impl StreamPy {
     /// `time.monotonic()` value, bounds the whole send (`TimeoutError` when either passes).
     /// With `chunked` (the default for a body of unknown length) the body is framed with
     /// chunked transfer coding. `buffer_size` is the size of each `send(2)` (the default
-    /// measured best; see the README's benchmark table).
+    /// measured best; see the README's benchmark table). `head` (the request's head, as
+    /// bytes) goes out first, in the same system call as the body's first bytes, so a small
+    /// request leaves as one TCP segment.
     ///
     /// Returns `(done, said)`: whether the whole body went out, and what the server has already
     /// sent (after interim `1xx` responses), which is the start of its response and must be
@@ -331,8 +333,8 @@ impl StreamPy {
     /// answer before the body is complete (a 413, a 401, a redirect), sending stops at once and
     /// `done` is false.
     #[pyo3(
-        signature = (sock, *, deadline=None, use_sendfile=false, chunked=None, buffer_size=SEND_BUFFER),
-        text_signature = "($self, sock, *, deadline=None, use_sendfile=False, chunked=None, buffer_size=1048576)"
+        signature = (sock, *, deadline=None, use_sendfile=false, chunked=None, buffer_size=SEND_BUFFER, head=None),
+        text_signature = "($self, sock, *, deadline=None, use_sendfile=False, chunked=None, buffer_size=1048576, head=None)"
     )]
     fn send_to<'py>(
         slf: &Bound<'py, Self>,
@@ -341,6 +343,7 @@ impl StreamPy {
         use_sendfile: bool,
         chunked: Option<bool>,
         buffer_size: usize,
+        head: Option<&[u8]>,
     ) -> PyResult<(bool, Bound<'py, PyBytes>)> {
         if buffer_size == 0 {
             return Err(PyValueError::new_err("buffer_size must be positive"));
@@ -375,7 +378,9 @@ impl StreamPy {
             } else {
                 u64::MAX
             };
-            (options, Sender::new(buffer), limit)
+            let mut sender = Sender::new(buffer);
+            sender.queue_head(head.unwrap_or_default());
+            (options, sender, limit)
         };
         loop {
             let (step, start, end, progress) = {

@@ -20,11 +20,17 @@ def can_send_natively(body: Any, sock: Any) -> bool:
 
 
 def send_natively(
-    body: Stream, sock: socket.socket, *, chunked: bool, use_sendfile: bool
+    body: Stream,
+    sock: socket.socket,
+    *,
+    chunked: bool,
+    use_sendfile: bool,
+    head: bytes | None = None,
 ) -> tuple[bool, bytes]:
-    """Sends the rest of ``body``. Returns ``(done, early)``: whether everything went out, and
-    the start of the server's answer when it answered first."""
-    return body.send_to(sock, chunked=chunked, use_sendfile=use_sendfile)
+    """Sends ``head`` (the request's head, if given) and the rest of ``body``. Returns
+    ``(done, early)``: whether everything went out, and the start of the server's answer when
+    it answered first."""
+    return body.send_to(sock, chunked=chunked, use_sendfile=use_sendfile, head=head)
 
 
 def send_watching(sock: Any, data: Any, so_far: bytes) -> tuple[bool, bytes]:
