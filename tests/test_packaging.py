@@ -78,6 +78,23 @@ def test_library_imports_and_encodes_without_optional_dependencies() -> None:
     assert result.stdout.strip() == "ok"
 
 
+def test_commands_that_do_not_serve_do_not_import_the_server() -> None:
+    """aiohttp and the server cost ~0.2 s of every ``poster-rs post``/``ship`` start-up
+    (a third of a 10,000-file batched ship) when imported at the top of the CLI."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import poster_rs.cli
+        loaded = sorted(m for m in ("aiohttp", "poster_rs.server", "asyncio") if m in sys.modules)
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 def check_refusal(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert INSTALL_HINT in result.stderr

@@ -35,7 +35,6 @@ from ._curl_options import (
 )
 from ._deadline import Deadline
 from .encode import MultipartParam, multipart_encode
-from .server import UploadServer
 from .ship import count_files, iter_files, ship_iter
 from .stream import ChunkedMultipartStream, MultipartStream
 from .streaminghttp import (
@@ -517,6 +516,9 @@ def cmd_post(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # aiohttp and the server take ~0.2 s to import: only the commands that serve pay for it.
+    from .server import UploadServer  # noqa: PLC0415
+
     token = args.token if args.token is not None else os.environ.get("POSTER_RS_SERVE_TOKEN")
     try:
         server = UploadServer(
@@ -574,6 +576,8 @@ def _workdir(keep: bool) -> Iterator[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .server import UploadServer  # noqa: PLC0415 - see cmd_serve
+
     with _workdir(args.keep) as work:
         sample = os.path.join(work, "sample.bin")
         print(f"Creating a {args.size:,}-byte sample file {sample} ...", flush=True)

@@ -6,7 +6,6 @@ Python protocol only: ``len()``, context management, ``async for`` and the file-
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import AsyncIterator
 from typing import Any, Self
@@ -33,6 +32,9 @@ class _AsyncChunks:
         return self
 
     async def __anext__(self) -> bytes:
+        # Imported here: asyncio costs ~30 ms to import, and an event loop has it loaded.
+        import asyncio  # noqa: PLC0415
+
         loop = asyncio.get_running_loop()
         chunk = await loop.run_in_executor(None, _next_or_none, self._stream)
         if chunk is None:
