@@ -8,7 +8,9 @@ from typing_extensions import disjoint_base
 __all__ = [
     "PART_END",
     "DataChecker",
+    "FormParser",
     "Param",
+    "Sha256",
     "Stream",
     "__version__",
     "content_type_for",
@@ -101,6 +103,29 @@ class DataChecker:
     """Scans a part's data block by block for the multipart delimiter."""
 
     def check(self, block: bytes) -> None: ...
+
+#: What ``FormParser.feed`` reports: a part's ``(name, value)`` header lines where it starts,
+#: its data, ``None`` where it ends.
+_FormEvent: TypeAlias = list[tuple[bytes, bytes]] | bytes | None
+
+@final
+class FormParser:
+    """The core's streaming multipart/form-data parser. Errors are ``ValueError(message,
+    is_limit)``: ``is_limit`` is true for a body over ``max_parts`` or ``max_part_header``."""
+
+    def __new__(cls, boundary: bytes, max_parts: int, max_part_header: int) -> Self: ...
+    def feed(self, chunk: bytes) -> list[_FormEvent]: ...
+    def finish(self) -> None: ...
+    @property
+    def complete(self) -> bool: ...
+
+@final
+class Sha256:
+    """SHA-256 hashing many buffers with the GIL released once."""
+
+    def __new__(cls) -> Self: ...
+    def update_all(self, pieces: list[bytes]) -> None: ...
+    def hexdigest(self) -> str: ...
 
 class _Socket(Protocol):
     def fileno(self) -> int: ...

@@ -3,11 +3,13 @@
 
 mod errors;
 mod escape;
+mod form_parser;
 mod functions;
 mod param;
 mod parts;
 mod raw;
 mod reader;
+mod sha256;
 mod stream;
 
 use pyo3::prelude::*;
@@ -18,6 +20,8 @@ fn _poster_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::StreamPy>()?;
     m.add_class::<param::ParamPy>()?;
     m.add_class::<param::DataCheckerPy>()?;
+    m.add_class::<form_parser::FormParserPy>()?;
+    m.add_class::<sha256::Sha256Py>()?;
     m.add(
         "PART_END",
         pyo3::types::PyBytes::new(m.py(), poster_core::single::PART_END),
