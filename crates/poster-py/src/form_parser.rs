@@ -10,7 +10,9 @@ use crate::errors::form_data_error;
 #[pyclass(module = "poster_rs._poster_rs", name = "FormParser")]
 #[derive(Debug)]
 pub(crate) struct FormParserPy {
-    parser: FormParser,
+    /// Boxed: memchr's AVX2 searcher inside needs 32-byte alignment, and Python allocates a
+    /// pyclass's object with 16 (unboxed, its aligned loads crashed).
+    parser: Box<FormParser>,
 }
 
 #[pymethods]
@@ -22,7 +24,9 @@ impl FormParserPy {
             max_part_header,
         };
         let parser = FormParser::new(boundary, limits).map_err(|err| form_data_error(&err))?;
-        Ok(FormParserPy { parser })
+        Ok(FormParserPy {
+            parser: Box::new(parser),
+        })
     }
 
     /// The events of `chunk`, in order: a list of `(name, value)` header lines where a part
