@@ -35,9 +35,9 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 from aiohttp import web
-from python_multipart.multipart import parse_options_header
 
 from ._form import BLOCK, DIGEST_INLINE_MAX, FormError, FormLimits, FormReceiver, ReceivedPart
+from ._poster_rs import form_boundary
 from ._store import UploadDirectory, safe_filename
 
 __all__ = ["ReceivedPart", "UploadServer", "exposure_warning", "safe_filename"]
@@ -570,13 +570,10 @@ async def _finished(batch: list[concurrent.futures.Future[None]]) -> None:
 
 def _boundary(request: web.BaseRequest) -> bytes | None:
     """The boundary of a ``multipart/form-data`` request, as sent; None for another type."""
+    # Read from the raw bytes: a header value is not text, and one with non-Latin-1 bytes must
+    # end in a refusal, not in an encoding error.
     raw = next((v for k, v in request.raw_headers if k.lower() == b"content-type"), b"")
-    # Parsed from the raw bytes: a header value is not text, and one with non-Latin-1 bytes
-    # must end in a refusal, not in an encoding error.
-    content_type, params = parse_options_header(raw.decode("latin-1"))
-    if content_type != b"multipart/form-data":
-        return None
-    return params.get(b"boundary")
+    return form_boundary(raw)
 
 
 def _describe(part: dict[str, Any]) -> str:

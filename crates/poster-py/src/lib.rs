@@ -29,6 +29,7 @@ fn _poster_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::gen_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::validate_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::content_type_for, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::form_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::measure_file, m)?)?;
     m.add_function(wrap_pyfunction!(functions::strip_interim, m)?)?;
     Ok(())

@@ -6,11 +6,14 @@
 //! may begin a delimiter), its end, and the close delimiter. It keeps no more than one part's
 //! header lines and those few held-back bytes; the limits on parts and on header bytes, and
 //! every departure from the framing, end the body with a [`FormDataError`].
+//! [`form_boundary`] finds the boundary in the request's Content-Type.
 
+mod content_type;
 mod error;
 mod parser;
 mod part_headers;
 
+pub use content_type::form_boundary;
 pub use error::FormDataError;
 pub use parser::{BOUNDARY_MAX, FormEvent, FormLimits, FormParser};
 pub use part_headers::PartHeaders;
