@@ -177,8 +177,9 @@ def _form_error(exc: ValueError) -> FormError:
 
 class FormReceiver:
     """One request body: ``feed`` it chunks (on the event loop: parsing only); run each
-    ``take_work()`` batch through ``digest`` and ``store_files`` in worker threads (the two may
-    run at the same time, but each finishes a batch before it gets the next); call ``abort``
+    ``take_work()`` batch through ``digest`` and ``store_files`` (or ``digest_and_store``),
+    which may run at the same time in different threads, but each finishes a batch before it
+    gets the next; call ``abort``
     (also off the loop) if the request fails, to close and remove its files."""
 
     def __init__(self, boundary: bytes, store: UploadDirectory | None, limits: FormLimits) -> None:
@@ -274,6 +275,11 @@ class FormReceiver:
                 if part.value is not None:
                     part.info.value = part.value.decode("utf-8", "replace")
                     part.value = None
+
+    def digest_and_store(self, work: Work) -> None:
+        """``digest``, then ``store_files``: one batch in one worker."""
+        self.digest(work)
+        self.store_files(work)
 
     def store_files(self, work: Work) -> None:
         """Writes one batch's file data; consecutive pieces of a file go out in one ``writev``."""
