@@ -103,4 +103,20 @@ def test_sha256_matches_hashlib() -> None:
     assert hasher.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
     assert Sha256().hexdigest() == hashlib.sha256().hexdigest()
     with pytest.raises(TypeError):
-        hasher.update_all([bytearray(b"mutable")])  # type: ignore[list-item]
+        hasher.update_all(["text"])  # type: ignore[list-item]
+
+
+def test_sha256_on_its_own_thread_keeps_the_order() -> None:
+    """Batches queued for the hashing thread (more than it queues before waiting), mixed with
+    batches hashed at once, and digests taken in between, all hash in order."""
+    batches = [[os.urandom(1000 + i) for i in range(3)] for _ in range(20)]
+    hasher, reference = Sha256(), hashlib.sha256()
+    for number, batch in enumerate(batches):
+        if number % 7 == 6:
+            hasher.update_all(batch)
+        else:
+            hasher.update_later(batch)
+        reference.update(b"".join(batch))
+        if number % 5 == 4:
+            assert hasher.hexdigest() == reference.hexdigest()
+    assert hasher.hexdigest() == reference.hexdigest()

@@ -163,6 +163,8 @@ class _PartState:
     fd: int = -1
     #: A text field's first bytes, echoed back if the whole value fits in ECHO_MAX.
     value: bytearray | None = None
+    #: Whether the part is hashed on a thread of its own (``Sha256.update_later``).
+    hashed_later: bool = False
 
 
 #: Work for the worker thread, in order: ("begin", part) / ("data", part, data) / ("end", part).
@@ -251,8 +253,10 @@ class FormReceiver:
     # --- in worker threads: ``digest`` and ``store`` of one batch may run at the same time ----
 
     def digest(self, work: Work) -> None:
-        """Sizes, SHA-256 digests and the values of short text fields, for one batch; each
-        part's pieces are hashed together, the GIL released once."""
+        """Sizes, SHA-256 digests and the values of short text fields, for one batch. A part that
+        ends in the batch has its pieces hashed at once, the GIL released once; one that goes on
+        past it is hashed by a thread of its own that never takes the GIL, while the event loop
+        receives the next batch."""
         index = 0
         while index < len(work):
             kind, part = work[index][0], work[index][1]
@@ -262,7 +266,15 @@ class FormReceiver:
                 while index < len(work) and work[index][0] == "data" and work[index][1] is part:
                     pieces.append(work[index][2])
                     index += 1
-                part.hash.update_all(pieces)
+                ends_here = index < len(work) and work[index][0] == "end"
+                if part.hashed_later or not ends_here:
+                    # The part goes on past this batch: its own hashing thread hashes while the
+                    # next batch is received (a thread for a part that ends here would only be
+                    # started and joined).
+                    part.hashed_later = True
+                    part.hash.update_later(pieces)
+                else:
+                    part.hash.update_all(pieces)
                 for piece in pieces:
                     part.info.size += len(piece)
                     if part.value is not None:
