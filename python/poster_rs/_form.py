@@ -252,11 +252,11 @@ class FormReceiver:
 
     # --- in worker threads: ``digest`` and ``store`` of one batch may run at the same time ----
 
-    def digest(self, work: Work) -> None:
+    def digest(self, work: Work, *, hash_aside: bool = True) -> None:
         """Sizes, SHA-256 digests and the values of short text fields, for one batch. A part that
-        ends in the batch has its pieces hashed at once, the GIL released once; one that goes on
-        past it is hashed by a thread of its own that never takes the GIL, while the event loop
-        receives the next batch."""
+        ends in the batch has its pieces hashed at once, the GIL released once; with
+        ``hash_aside``, one that goes on past it is hashed by a thread of its own that never
+        takes the GIL, while the event loop receives the next batch."""
         index = 0
         while index < len(work):
             kind, part = work[index][0], work[index][1]
@@ -267,7 +267,7 @@ class FormReceiver:
                     pieces.append(work[index][2])
                     index += 1
                 ends_here = index < len(work) and work[index][0] == "end"
-                if part.hashed_later or not ends_here:
+                if part.hashed_later or (hash_aside and not ends_here):
                     # The part goes on past this batch: its own hashing thread hashes while the
                     # next batch is received (a thread for a part that ends here would only be
                     # started and joined).
