@@ -15,6 +15,8 @@ pub(crate) struct FormParserPy {
     parser: Box<FormParser>,
 }
 
+const _: () = assert!(std::mem::align_of::<FormParserPy>() <= 16);
+
 #[pymethods]
 impl FormParserPy {
     #[new]

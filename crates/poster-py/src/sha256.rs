@@ -29,6 +29,9 @@ pub(crate) struct Sha256Py {
     hasher: Option<Hasher>,
 }
 
+// Python allocates the object on a 16-byte boundary (see form_parser.rs).
+const _: () = assert!(std::mem::align_of::<Sha256Py>() <= 16);
+
 impl Sha256Py {
     /// The hash of everything given so far, once any hashing thread has finished.
     fn settle(&mut self, py: Python<'_>) -> PyResult<()> {
