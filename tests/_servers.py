@@ -5,7 +5,7 @@
   ``/auth`` (HTTP Basic) and ``/proxy-auth`` (407 + Proxy-Authorization) routes;
 - ``AiohttpServer``: an ``aiohttp.web`` app in a thread with its own event loop, parsing with
   ``await request.post()``;
-- ``ThreadedUploadServer``: ``poster_rs.server.UploadServer`` (python-multipart);
+- ``ThreadedUploadServer``: ``poster_rs.server.UploadServer`` (the Rust core's parser);
 - ``RawServer``: a socket server whose connections are handled by a test's function, for the
   behaviours no framework shows (early answers, dropped connections, ``Expect`` handling).
 

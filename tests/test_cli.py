@@ -202,7 +202,8 @@ def test_path_traversal_stays_inside_dir(serve: ServeProcess, tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     parts = json.loads(result.stdout)["parts"]
     reported = [p["filename"] for p in parts]
-    # python-multipart keeps only the last component of a drive path (an old IE workaround).
+    # serve keeps only the last component of a drive path (an old IE workaround), as
+    # python-multipart and werkzeug do.
     assert reported == [n if not n.startswith("C:") else "evil_drive" for n in names]
     store = serve.directory.resolve()
     for part in parts:

@@ -19,8 +19,9 @@ from poster_rs._command import CLI_MODULES, INSTALL_HINT
 from poster_rs._version import release_tuple
 
 # Every module an optional dependency could provide: the library must import and work without
-# any of them (aiohttp is what the receiving server may use).
-OPTIONAL_MODULES = [*CLI_MODULES, "aiohttp", "multipart"]
+# any of them (aiohttp is what the receiving server may use; python-multipart is the tests'
+# reference parser).
+OPTIONAL_MODULES = [*CLI_MODULES, "aiohttp", "multipart", "python_multipart"]
 BLOCK = f"import sys; sys.modules.update(dict.fromkeys({OPTIONAL_MODULES!r}))"
 TIMEOUT = 60
 

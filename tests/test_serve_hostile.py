@@ -304,6 +304,23 @@ def test_a_stalled_body_is_dropped_and_its_file_removed(store: Path) -> None:
     assert files_under(store) == []
 
 
+def test_a_slow_but_steady_body_is_not_cut(store: Path) -> None:
+    """The read timeout counts silence, not the body's duration: pieces 0.3 s apart for 2.4 s
+    pass a 1 s read timeout."""
+    body, headers = form([("f", ("slow.bin", b"y" * 4000))])
+    with serving(store, read_timeout=1.0) as server:
+        request = head(port_of(server), headers["Content-Type"], f"Content-Length: {len(body)}\r\n")
+        with socket.create_connection(("127.0.0.1", port_of(server)), TIMEOUT) as sock:
+            sock.sendall(request)
+            step = len(body) // 8 + 1
+            for start in range(0, len(body), step):
+                time.sleep(0.3)
+                sock.sendall(body[start : start + step])
+            answer = read_answer(sock)
+        assert answer.status == 200, answer.body
+    assert [p.name for p in files_under(store)] == ["slow.bin"]
+
+
 # --- lengths and framing -----------------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@
 //! - seeks to the input's offsets give exactly the same bytes as the first pass;
 //! - `multer` (the parser behind axum) parses the body back into the same parts: same data bytes,
 //!   exactly the expected header lines (nothing injected), the same content type, and the same
-//!   name and filename wherever the escape mode is reversible for that parser.
+//!   name and filename wherever the escape mode is reversible for that parser;
+//! - poster-core's receiving parser, fed uneven chunks, finds the same parts and data.
 
 use std::collections::BTreeSet;
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
@@ -711,6 +712,79 @@ fn parse_back(body: &[u8], content_type: &str, boundary: &str, plan: &Plan) {
     });
 }
 
+/// Parses `body` with poster-core's own receiving parser, fed in chunks of uneven sizes, and
+/// compares every part with what was sent (the same checks as multer's but the names, which
+/// the server decodes in Python).
+fn receive_back(body: &[u8], content_type: &str, boundary: &str, plan: &Plan) {
+    use poster_core::receive::{FormEvent, FormLimits, FormParser, form_boundary};
+
+    let found = form_boundary(content_type.as_bytes()).expect("a boundary in our Content-Type");
+    assert_eq!(
+        &*found,
+        boundary.as_bytes(),
+        "boundary from {content_type:?}"
+    );
+    let limits = FormLimits {
+        max_parts: usize::MAX,
+        max_part_header: usize::MAX,
+    };
+    let mut parser = FormParser::new(boundary.as_bytes(), limits).expect("our boundary parses");
+    // (header names, content type, data) of each part.
+    let mut parts: Vec<(BTreeSet<String>, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut ended = false;
+    let mut sink = |event: FormEvent<'_>| match event {
+        FormEvent::PartStart(headers) => {
+            let names = headers
+                .iter()
+                .map(|(name, _)| String::from_utf8_lossy(name).to_ascii_lowercase())
+                .collect();
+            let content_type = headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(b"content-type"))
+                .map(|(_, value)| value.to_vec())
+                .expect("a content type");
+            parts.push((names, content_type, Vec::new()));
+        }
+        FormEvent::Data(data) => parts
+            .last_mut()
+            .expect("data in a part")
+            .2
+            .extend_from_slice(data),
+        FormEvent::PartEnd => {}
+        FormEvent::End => ended = true,
+    };
+    let mut start = 0;
+    for size in (1..).map(|i: usize| 1 + i * 7919 % 1500) {
+        let end = (start + size).min(body.len());
+        parser
+            .feed(&body[start..end], &mut sink)
+            .unwrap_or_else(|e| panic!("the receiving parser rejected the body: {e}"));
+        start = end;
+        if start == body.len() {
+            break;
+        }
+    }
+    parser
+        .finish()
+        .expect("the body ends with its close delimiter");
+    assert!(ended, "the close delimiter was reported");
+    assert_eq!(parts.len(), plan.expects.len(), "number of parts received");
+    for (index, ((names, content_type, data), expect)) in
+        parts.iter().zip(&plan.expects).enumerate()
+    {
+        assert_eq!(
+            names, &expect.header_names,
+            "part {index}: header lines received"
+        );
+        assert_eq!(
+            content_type.as_slice(),
+            trim_ws(&expect.content_type).as_bytes(),
+            "part {index}: content type received"
+        );
+        assert!(*data == expect.data, "part {index}: data received differs");
+    }
+}
+
 /// How far [`check`] got with an input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {
@@ -835,5 +909,6 @@ pub fn check(input: &Input) -> Outcome {
         return Outcome::Streamed;
     }
     parse_back(&full, &content_type, &boundary, &plan);
+    receive_back(&full, &content_type, &boundary, &plan);
     Outcome::RoundTrip
 }

@@ -12,7 +12,6 @@ from . import _exitcodes as exitcodes
 # Import name -> distribution name of everything in the `cli` extra (pyproject.toml); a test
 # compares this with the installed package's metadata, so the two cannot drift apart.
 CLI_MODULES = {
-    "python_multipart": "python-multipart",
     "tqdm": "tqdm",
     "aiohttp": "aiohttp",
     "uvloop": "uvloop",

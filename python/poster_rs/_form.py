@@ -1,22 +1,20 @@
 """Receiving one multipart/form-data body for ``poster-rs serve``.
 
-python-multipart finds the parts as the body streams in; this module names them as RFC 7578
-says (UTF-8, ``filename*``/``name*`` accepted), enforces the per-request limits (parts, bytes of
-part headers) and hands the data, in blocks of about a megabyte, to ``apply`` - which hashes and
-stores it and is meant to run in a worker thread, off the event loop. Nothing here outlives
-the request.
+The core's parser (``FormParser``) finds the parts as the body streams in and enforces the
+per-request limits (parts, bytes of part headers); this module names the parts as RFC 7578
+says (UTF-8, ``filename*``/``name*`` accepted) and hands their data, in blocks of about a
+megabyte, to ``digest`` and ``store_files``, meant to run in worker threads, off the event
+loop. Nothing here outlives the request.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-import python_multipart
-
+from ._poster_rs import FormParser, Sha256
 from ._store import UploadDirectory
 
 __all__ = ["FormError", "FormLimits", "FormReceiver", "ReceivedPart", "parse_disposition"]
@@ -161,20 +159,29 @@ class _PartState:
     """A part being received: lives in the worker thread's hands until the part ends."""
 
     info: ReceivedPart
-    hash: Any = field(default_factory=hashlib.sha256)
+    hash: Sha256 = field(default_factory=Sha256)
     fd: int = -1
     #: A text field's first bytes, echoed back if the whole value fits in ECHO_MAX.
     value: bytearray | None = None
+    #: Whether the part is hashed on a thread of its own (``Sha256.update_later``).
+    hashed_later: bool = False
 
 
 #: Work for the worker thread, in order: ("begin", part) / ("data", part, data) / ("end", part).
 Work = list[tuple[Any, ...]]
 
 
+def _form_error(exc: ValueError) -> FormError:
+    """The answer to a body the core's parser refused (``ValueError(message, is_limit)``)."""
+    message, is_limit = exc.args
+    return FormError(413 if is_limit else 400, message)
+
+
 class FormReceiver:
     """One request body: ``feed`` it chunks (on the event loop: parsing only); run each
-    ``take_work()`` batch through ``digest`` and ``store_files`` in worker threads (the two may
-    run at the same time, but each finishes a batch before it gets the next); call ``abort``
+    ``take_work()`` batch through ``digest`` and ``store_files`` (or ``digest_and_store``),
+    which may run at the same time in different threads, but each finishes a batch before it
+    gets the next; call ``abort``
     (also off the loop) if the request fails, to close and remove its files."""
 
     def __init__(self, boundary: bytes, store: UploadDirectory | None, limits: FormLimits) -> None:
@@ -182,83 +189,57 @@ class FormReceiver:
             raise FormError(
                 400, f"the multipart boundary must be 1 to {BOUNDARY_MAX} ASCII characters"
             )
+        try:
+            self._parser = FormParser(boundary, limits.max_parts, limits.max_part_header)
+        except ValueError as exc:
+            raise _form_error(exc) from None
         self.store = store
         self.limits = limits
         self.parts: list[ReceivedPart] = []
-        self.finished = False
         self.pending = 0  # data bytes in ``work``
         self.work: Work = []
         #: Whether a part of this request is stored as a file: only then is there disk work.
         self.has_files = False
         self._part: _PartState | None = None
-        self._header_bytes = 0
-        self._headers: dict[str, bytes] = {}
-        self._field = bytearray()
-        self._value = bytearray()
         self._created: list[str] = []  # stored names, for abort()
         self._open: list[_PartState] = []
-        callbacks = {
-            "on_part_begin": self._on_part_begin,
-            "on_part_data": self._on_part_data,
-            "on_part_end": self._on_part_end,
-            "on_header_field": self._on_header_field,
-            "on_header_value": self._on_header_value,
-            "on_header_end": self._on_header_end,
-            "on_headers_finished": self._on_headers_finished,
-            "on_end": self._on_end,
-        }
-        self._parser = python_multipart.MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
 
     # --- on the event loop --------------------------------------------------------------------
 
     def feed(self, chunk: bytes) -> None:
         try:
-            self._parser.write(chunk)
-        except python_multipart.exceptions.ParseError as exc:
-            raise FormError(400, f"malformed multipart body: {exc}") from None
+            events = self._parser.feed(chunk)
+        except ValueError as exc:
+            raise _form_error(exc) from None
+        for event in events:
+            if isinstance(event, bytes):
+                self.work.append(("data", self._part, event))
+                self.pending += len(event)
+            elif event is None:
+                self.work.append(("end", self._part))
+                self._part = None
+            else:
+                self._begin(event)
 
     def finalize(self) -> None:
-        self.feed(b"")
-        self._parser.finalize()
-        if not self.finished:
-            raise FormError(400, "multipart body ended before its closing delimiter")
+        try:
+            self._parser.finish()
+        except ValueError as exc:
+            raise _form_error(exc) from None
 
     def take_work(self) -> Work:
         work, self.work, self.pending = self.work, [], 0
         return work
 
-    def _on_part_begin(self) -> None:
-        if len(self.parts) >= self.limits.max_parts:
-            raise FormError(413, f"more than {self.limits.max_parts} parts in one request")
-        self._headers = {}
-        self._header_bytes = 0
-
-    def _count_header(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > self.limits.max_part_header:
-            raise FormError(
-                413, f"a part's headers are over the {self.limits.max_part_header}-byte limit"
-            )
-
-    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._count_header(end - start)
-        self._field += data[start:end]
-
-    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._count_header(end - start)
-        self._value += data[start:end]
-
-    def _on_header_end(self) -> None:
-        name = self._field.decode("latin-1").strip().lower()
-        if name in self._headers and name == "content-disposition":
-            raise FormError(400, "a part has two Content-Disposition headers")
-        self._headers[name] = bytes(self._value).strip()
-        self._field.clear()
-        self._value.clear()
-
-    def _on_headers_finished(self) -> None:
-        params = parse_disposition(self._headers.get("content-disposition", b""))
-        content_type = self._headers.get("content-type")
+    def _begin(self, header_lines: list[tuple[bytes, bytes]]) -> None:
+        headers: dict[str, bytes] = {}
+        for raw_name, value in header_lines:
+            name = raw_name.decode("ascii").lower()
+            if name in headers and name == "content-disposition":
+                raise FormError(400, "a part has two Content-Disposition headers")
+            headers[name] = value
+        params = parse_disposition(headers.get("content-disposition", b""))
+        content_type = headers.get("content-type")
         info = ReceivedPart(
             params.get("name", ""),
             params.get("filename"),
@@ -269,41 +250,48 @@ class FormReceiver:
         self._part = _PartState(info, value=bytearray() if info.filename is None else None)
         self.work.append(("begin", self._part))
 
-    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
-        assert self._part is not None
-        # The chunk is immutable bytes: a view of it is safe to hand to the worker uncopied.
-        piece = memoryview(data)[start:end] if isinstance(data, bytes) else bytes(data[start:end])
-        self.work.append(("data", self._part, piece))
-        self.pending += end - start
-
-    def _on_part_end(self) -> None:
-        if self._part is not None:
-            self.work.append(("end", self._part))
-            self._part = None
-
-    def _on_end(self) -> None:
-        self.finished = True
-
     # --- in worker threads: ``digest`` and ``store`` of one batch may run at the same time ----
 
-    def digest(self, work: Work) -> None:
-        """Sizes, SHA-256 digests and the values of short text fields, for one batch."""
-        for item in work:
-            kind, part = item[0], item[1]
+    def digest(self, work: Work, *, hash_aside: bool = True) -> None:
+        """Sizes, SHA-256 digests and the values of short text fields, for one batch. A part that
+        ends in the batch has its pieces hashed at once, the GIL released once; with
+        ``hash_aside``, one that goes on past it is hashed by a thread of its own that never
+        takes the GIL, while the event loop receives the next batch."""
+        index = 0
+        while index < len(work):
+            kind, part = work[index][0], work[index][1]
+            index += 1
             if kind == "data":
-                piece = item[2]
-                part.hash.update(piece)
-                part.info.size += len(piece)
-                if part.value is not None:
-                    if part.info.size <= ECHO_MAX:
-                        part.value += piece
-                    else:
-                        part.value = None
+                pieces = [work[index - 1][2]]
+                while index < len(work) and work[index][0] == "data" and work[index][1] is part:
+                    pieces.append(work[index][2])
+                    index += 1
+                ends_here = index < len(work) and work[index][0] == "end"
+                if part.hashed_later or (hash_aside and not ends_here):
+                    # The part goes on past this batch: its own hashing thread hashes while the
+                    # next batch is received (a thread for a part that ends here would only be
+                    # started and joined).
+                    part.hashed_later = True
+                    part.hash.update_later(pieces)
+                else:
+                    part.hash.update_all(pieces)
+                for piece in pieces:
+                    part.info.size += len(piece)
+                    if part.value is not None:
+                        if part.info.size <= ECHO_MAX:
+                            part.value += piece
+                        else:
+                            part.value = None
             elif kind == "end":
                 part.info.sha256 = part.hash.hexdigest()
                 if part.value is not None:
                     part.info.value = part.value.decode("utf-8", "replace")
                     part.value = None
+
+    def digest_and_store(self, work: Work) -> None:
+        """``digest``, then ``store_files``: one batch in one worker."""
+        self.digest(work)
+        self.store_files(work)
 
     def store_files(self, work: Work) -> None:
         """Writes one batch's file data; consecutive pieces of a file go out in one ``writev``."""

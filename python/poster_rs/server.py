@@ -35,9 +35,9 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 from aiohttp import web
-from python_multipart.multipart import parse_options_header
 
 from ._form import BLOCK, DIGEST_INLINE_MAX, FormError, FormLimits, FormReceiver, ReceivedPart
+from ._poster_rs import form_boundary
 from ._store import UploadDirectory, safe_filename
 
 __all__ = ["ReceivedPart", "UploadServer", "exposure_warning", "safe_filename"]
@@ -271,6 +271,7 @@ class UploadServer:
             max_workers=min(max_uploads, 8), thread_name_prefix="poster-rs-serve-io"
         )
         self._uploads: asyncio.Semaphore | None = None
+        self._receiving = 0  # uploads being received now
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -403,17 +404,46 @@ class UploadServer:
                 self.print_parts = False
 
     async def body_chunks(self, request: web.Request) -> AsyncIterator[bytes]:
-        """The request body as it arrives; ``TimeoutError`` if it stalls for ``read_timeout``."""
+        """The request body as it arrives; ``TimeoutError`` once it has sent nothing for
+        ``read_timeout`` seconds while waited for."""
         content = request.content
-        while True:
-            # readchunk hands over the buffers aiohttp received one by one; readany would join
-            # whatever is waiting into a new bytes object, a copy of every byte.
-            async with asyncio.timeout(self.read_timeout):
-                chunk, _ = await content.readchunk()
-            if chunk:
-                yield chunk
-            elif content.at_eof():
-                return
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        # One timer for the whole body, re-armed only when it fires: an asyncio.timeout around
+        # every chunk (16,000 a GiB) cost 5 us each, more than parsing the chunk.
+        waiting_since: float | None = None
+        expired = False
+        timer: asyncio.TimerHandle
+
+        def check() -> None:
+            nonlocal expired, timer
+            if waiting_since is not None and loop.time() - waiting_since >= self.read_timeout:
+                expired = True
+                task.cancel()
+            else:
+                start = loop.time() if waiting_since is None else waiting_since
+                timer = loop.call_at(start + self.read_timeout, check)
+
+        timer = loop.call_at(loop.time() + self.read_timeout, check)
+        try:
+            while True:
+                waiting_since = loop.time()
+                try:
+                    # readchunk hands over the buffers aiohttp received one by one; readany
+                    # would join whatever is waiting into a new bytes object, a copy.
+                    chunk, _ = await content.readchunk()
+                except asyncio.CancelledError:
+                    if expired and task.uncancel() == 0:
+                        raise TimeoutError from None
+                    raise
+                waiting_since = None
+                if chunk:
+                    yield chunk
+                elif content.at_eof():
+                    return
+        finally:
+            timer.cancel()
 
     async def handle_upload(self, request: web.Request) -> web.StreamResponse:
         """Receives one upload that passed the checks made on its head."""
@@ -429,9 +459,11 @@ class UploadServer:
                 await self._uploads.acquire()
         except TimeoutError:
             return _json(503, {"error": "too many uploads at once"}, close=True, Retry_After="1")
+        self._receiving += 1
         try:
             return await self._receive(request, receiver)
         finally:
+            self._receiving -= 1
             self._uploads.release()
 
     # --- requests ----------------------------------------------------------------------------
@@ -497,21 +529,30 @@ class UploadServer:
     async def _receive(self, request: web.Request, receiver: FormReceiver) -> web.StreamResponse:
         started = time.perf_counter()
         received = 0
-        # The batch being hashed and written (two workers side by side) while the next one is
-        # read and parsed; a batch is handed over only once the previous one is done.
+        # The batch being hashed and written while the next one is read and parsed; a batch is
+        # handed over only once the previous one is done.
         batch: list[concurrent.futures.Future[None]] = []
 
         def hand_over() -> list[concurrent.futures.Future[None]]:
             size = receiver.pending
             work = receiver.take_work()
-            jobs = []
-            if size <= DIGEST_INLINE_MAX:
-                receiver.digest(work)
-            else:
-                jobs.append(self._pool.submit(receiver.digest, work))
+            # Where a batch is digested and written, chosen by measurement (2 cores, curl
+            # alongside, 1 GiB, alternating runs). A lone upload that stores nothing is hashed
+            # on the event loop, the GIL released while hashing: 775-836 MB/s, against 654-766
+            # in a worker, whose thread and GIL hand-overs cost 0.2-0.3 s of CPU a GiB, and
+            # 542-847 (median 694 against 800) on a hashing thread per part. One that stores
+            # files is digested and written by one worker, batch after batch, a part that goes
+            # on past its batch hashed on a thread of its own: 565-728 MB/s, against 498-562
+            # hashed by the writing worker. Beside other uploads, the loop stays free.
+            alone = self._receiving == 1
+            if size <= DIGEST_INLINE_MAX or (alone and not receiver.has_files):
+                receiver.digest(work, hash_aside=receiver.has_files or not alone)
+                if receiver.has_files:
+                    return [self._pool.submit(receiver.store_files, work)]
+                return []
             if receiver.has_files:
-                jobs.append(self._pool.submit(receiver.store_files, work))
-            return jobs
+                return [self._pool.submit(receiver.digest_and_store, work)]
+            return [self._pool.submit(receiver.digest, work)]
 
         try:
             async for chunk in self.body_chunks(request):
@@ -570,13 +611,10 @@ async def _finished(batch: list[concurrent.futures.Future[None]]) -> None:
 
 def _boundary(request: web.BaseRequest) -> bytes | None:
     """The boundary of a ``multipart/form-data`` request, as sent; None for another type."""
+    # Read from the raw bytes: a header value is not text, and one with non-Latin-1 bytes must
+    # end in a refusal, not in an encoding error.
     raw = next((v for k, v in request.raw_headers if k.lower() == b"content-type"), b"")
-    # Parsed from the raw bytes: a header value is not text, and one with non-Latin-1 bytes
-    # must end in a refusal, not in an encoding error.
-    content_type, params = parse_options_header(raw.decode("latin-1"))
-    if content_type != b"multipart/form-data":
-        return None
-    return params.get(b"boundary")
+    return form_boundary(raw)
 
 
 def _describe(part: dict[str, Any]) -> str:

@@ -48,6 +48,7 @@ mod file;
 mod form;
 pub mod header;
 mod part;
+pub mod receive;
 mod scan;
 pub mod send;
 pub mod single;

@@ -5,6 +5,7 @@
 //! by reference; the classes are looked up once and raised from here.
 
 use poster_core::Error;
+use poster_core::receive::FormDataError;
 use pyo3::PyErr;
 use pyo3::exceptions::{
     PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError, PyPermissionError,
@@ -166,4 +167,10 @@ pub(crate) fn send_error_to_pyerr(err: poster_core::send::SendError) -> PyErr {
             pyo3::exceptions::PyTimeoutError::new_err("timed out sending the request body")
         }
     }
+}
+
+/// A received body the parser refused: `ValueError(message, is_limit)`, `is_limit` telling a
+/// body over a limit (too many parts, headers too long) from a malformed one.
+pub(crate) fn form_data_error(err: &FormDataError) -> PyErr {
+    PyValueError::new_err((err.to_string(), err.is_limit()))
 }

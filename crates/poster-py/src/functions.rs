@@ -39,3 +39,13 @@ pub(crate) fn strip_interim<'py>(py: Python<'py>, data: &[u8]) -> (Bound<'py, Py
     let (rest, is_final) = poster_core::early_answer::strip_interim(data);
     (PyBytes::new(py, rest), is_final)
 }
+
+/// The boundary of a `multipart/form-data` Content-Type header value (raw bytes, as received);
+/// `None` for another media type or without a boundary.
+#[pyfunction]
+pub(crate) fn form_boundary<'py>(
+    py: Python<'py>,
+    content_type: &[u8],
+) -> Option<Bound<'py, PyBytes>> {
+    poster_core::receive::form_boundary(content_type).map(|boundary| PyBytes::new(py, &boundary))
+}

@@ -3,11 +3,13 @@
 
 mod errors;
 mod escape;
+mod form_parser;
 mod functions;
 mod param;
 mod parts;
 mod raw;
 mod reader;
+mod sha256;
 mod stream;
 
 use pyo3::prelude::*;
@@ -18,6 +20,8 @@ fn _poster_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::StreamPy>()?;
     m.add_class::<param::ParamPy>()?;
     m.add_class::<param::DataCheckerPy>()?;
+    m.add_class::<form_parser::FormParserPy>()?;
+    m.add_class::<sha256::Sha256Py>()?;
     m.add(
         "PART_END",
         pyo3::types::PyBytes::new(m.py(), poster_core::single::PART_END),
@@ -25,6 +29,7 @@ fn _poster_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(functions::gen_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::validate_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::content_type_for, m)?)?;
+    m.add_function(wrap_pyfunction!(functions::form_boundary, m)?)?;
     m.add_function(wrap_pyfunction!(functions::measure_file, m)?)?;
     m.add_function(wrap_pyfunction!(functions::strip_interim, m)?)?;
     Ok(())
