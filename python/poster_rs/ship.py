@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ._results_log import (
@@ -142,11 +142,16 @@ class UploadResult:
     skipped: bool = False
 
     def as_json(self) -> str:
-        data = asdict(self)
-        data.pop("skipped")
+        # Every field is a scalar or a string: no deep copy (dataclasses.asdict) needed, and
+        # this runs once per finished job on the thread that hands out the jobs.
+        data = {name: getattr(self, name) for name in _LOGGED_FIELDS}
         data["time"] = time.time()
         # ASCII only: a kill can cut the line, but never inside a character.
         return json.dumps(data, ensure_ascii=True)
+
+
+#: What a results-log line records of an UploadResult (``skipped`` is never logged).
+_LOGGED_FIELDS = tuple(f.name for f in fields(UploadResult) if f.name != "skipped")
 
 
 @dataclass(frozen=True)
