@@ -32,6 +32,12 @@ const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT.union(SendFlags::NOSIGNAL);
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
 const SEND_FLAGS: SendFlags = SendFlags::DONTWAIT;
+/// The head ahead of `sendfile(2)` data (spans exist on Linux only): corked with `MSG_MORE`
+/// so that it leaves in the same segment as the file's first bytes.
+#[cfg(target_os = "linux")]
+const HEAD_BEFORE_SPAN_FLAGS: SendFlags = SEND_FLAGS.union(SendFlags::MORE);
+#[cfg(not(target_os = "linux"))]
+const HEAD_BEFORE_SPAN_FLAGS: SendFlags = SEND_FLAGS;
 
 /// How a body is sent.
 #[derive(Debug, Clone, Default)]
@@ -250,7 +256,7 @@ impl Sender {
     fn send_head(&mut self, sock: BorrowedFd<'_>) -> Result<(), SendError> {
         let head = &self.head[self.head_sent..];
         let sent = if self.span.is_some() {
-            rustix::net::send(sock, head, SEND_FLAGS | SendFlags::MORE)
+            rustix::net::send(sock, head, HEAD_BEFORE_SPAN_FLAGS)
         } else {
             let data = [
                 IoSlice::new(head),
