@@ -435,6 +435,13 @@ def silent_server() -> Iterator[RawServer]:
         yield raw
 
 
+def _interruptible() -> None:
+    # A test run started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and a process that starts with SIGINT ignored rightly keeps ignoring it: the command is
+    # tested as a terminal would run it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_130_interrupted(silent_server: RawServer) -> None:
     proc = subprocess.Popen(
         [*CLI, "post", silent_server.url, "-F", "a=1", "--no-progress", "--timeout", "30"],
@@ -442,6 +449,7 @@ def test_130_interrupted(silent_server: RawServer) -> None:
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        preexec_fn=_interruptible,  # noqa: PLW1509 - the child only resets one signal before exec
     )
     try:
         assert silent_server.seen[0].wait(WAIT), "the request did not arrive"
