@@ -3,6 +3,7 @@ and must build exactly the ``HTTPMessage`` ``http.client`` builds, for any block
 
 from __future__ import annotations
 
+import email.errors
 import http.client
 import http.server
 import io
@@ -24,13 +25,22 @@ def _both(block: bytes) -> tuple[http.client.HTTPMessage, http.client.HTTPMessag
     return expected, got
 
 
+def _rendered(message: http.client.HTTPMessage) -> str | type[Exception]:
+    """The message as text, or the error rendering it raises (Python 3.13's email generator
+    refuses a value holding a line-breaking character such as a vertical tab)."""
+    try:
+        return str(message)
+    except email.errors.MessageError as exc:
+        return type(exc)
+
+
 def _assert_same(block: bytes) -> None:
     expected, got = _both(block)
     assert type(got) is type(expected)
     assert got.items() == expected.items()
     assert got.get_payload() == expected.get_payload()
     assert [type(d) for d in got.defects] == [type(d) for d in expected.defects]
-    assert str(got) == str(expected)
+    assert _rendered(got) == _rendered(expected)
     for name in {key.lower() for key in expected} | {"content-length", "connection"}:
         assert got.get_all(name) == expected.get_all(name)
 
@@ -52,6 +62,7 @@ def _assert_same(block: bytes) -> None:
         b"From someone\r\nOK: y\r\n",
         b":no-name\r\n",
         b"Colon:in:value: a:b\r\n",
+        b"0:\x0b\x00\r\n",  # a line-breaking character in a value (3.13 refuses to render it)
     ],
 )
 def test_header_blocks_parse_as_http_client_parses_them(block: bytes) -> None:
