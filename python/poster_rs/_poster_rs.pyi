@@ -172,7 +172,7 @@ class Stream:
         deadline: float | None = None,
         use_sendfile: bool = False,
         chunked: bool | None = None,
-        buffer_size: int = 1048576,
+        buffer_size: int = 2097152,
         head: bytes | None = None,
     ) -> tuple[bool, bytes]:
         """Sends the body from its position to its end into a connected socket, from native

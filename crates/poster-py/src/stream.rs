@@ -48,7 +48,7 @@ pub(crate) struct StreamPy {
 /// The native sender's buffer: see `poster_core::send::DEFAULT_BUFFER_SIZE`.
 const SEND_BUFFER: usize = poster_core::send::DEFAULT_BUFFER_SIZE;
 // `send_to`'s text signature (read by stubtest) spells the default out.
-const _: () = assert!(SEND_BUFFER == 1_048_576);
+const _: () = assert!(SEND_BUFFER == 2_097_152);
 
 /// The descriptor and timeout of a `socket.socket` (or a bare descriptor, without timeout).
 fn socket_parts(sock: &Bound<'_, PyAny>) -> PyResult<(i32, Option<Duration>)> {
@@ -317,9 +317,11 @@ impl StreamPy {
     }
 
     /// Sends the body, from its current position to its end, into the connected socket `sock`
-    /// (a `socket.socket` or a descriptor) from native code, with the GIL released: one reused
+    /// (a `socket.socket` or a descriptor) from native code, with the GIL released: a reused
     /// buffer filled by positioned reads, `send(2)` calls, or `sendfile(2)` for file data with
-    /// `use_sendfile=True` (Linux). The socket's timeout bounds each wait; `deadline`, a
+    /// `use_sendfile=True` (Linux). A body of files and bytes at least four buffers long is
+    /// read on a second thread while the previous buffer goes out (on a machine with more than
+    /// one core, and without a progress callback). The socket's timeout bounds each wait; `deadline`, a
     /// `time.monotonic()` value, bounds the whole send (`TimeoutError` when either passes).
     /// With `chunked` (the default for a body of unknown length) the body is framed with
     /// chunked transfer coding. `buffer_size` is the size of each `send(2)` (the default
@@ -334,7 +336,7 @@ impl StreamPy {
     /// `done` is false.
     #[pyo3(
         signature = (sock, *, deadline=None, use_sendfile=false, chunked=None, buffer_size=SEND_BUFFER, head=None),
-        text_signature = "($self, sock, *, deadline=None, use_sendfile=False, chunked=None, buffer_size=1048576, head=None)"
+        text_signature = "($self, sock, *, deadline=None, use_sendfile=False, chunked=None, buffer_size=2097152, head=None)"
     )]
     fn send_to<'py>(
         slf: &Bound<'py, Self>,
@@ -368,6 +370,7 @@ impl StreamPy {
                 deadline,
                 chunked: chunked.unwrap_or(len.is_none()),
                 use_sendfile,
+                read_ahead: true,
             };
             let position = this.body()?.position();
             let left = len.map_or(u64::MAX, |len| len - position);

@@ -203,6 +203,15 @@ impl Body {
         self.segment >= self.segments.len()
     }
 
+    /// Whether every segment from the current one on is bytes or a file: the body can then be
+    /// moved to any later offset at no cost (a reader may not rewind).
+    pub(crate) fn only_bytes_and_files_ahead(&self) -> bool {
+        self.segments
+            .iter()
+            .skip(self.segment)
+            .all(|segment| !matches!(segment, Segment::Reader(_)))
+    }
+
     /// The offset where each part starts (its `--boundary` line), then the offset of the closing
     /// delimiter. Empty when the length is unknown.
     pub fn part_starts(&self) -> &[u64] {
