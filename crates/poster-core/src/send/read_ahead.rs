@@ -81,9 +81,13 @@ impl Sender {
             kept: None,
         };
         let reading = &mut *body;
-        let (step, returned) = std::thread::scope(|scope| {
-            let reader =
-                scope.spawn(move || fill_ahead(reading, max, chunked, &empty_rx, &filled_tx));
+        let outcome = std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("poster-read-ahead".to_owned())
+                .spawn_scoped(scope, move || {
+                    fill_ahead(reading, max, chunked, &empty_rx, &filled_tx)
+                })
+                .ok()?;
             let step = self.send_from(&mut feed, sock, options, limit);
             // Hanging up stops the reader after the fill it is in, if any.
             feed.empty = None;
@@ -91,8 +95,12 @@ impl Sender {
                 Ok(returned) => returned,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
-            (step, returned)
+            Some((step, returned))
         });
+        let Some((step, returned)) = outcome else {
+            // No thread to be had (a process or memory limit): this step goes serially.
+            return self.send_from(body, sock, options, limit);
+        };
         // A buffer filled after the sender stopped taking them is the spare as well as any.
         let unsent = feed
             .filled
