@@ -63,12 +63,20 @@ def params(path: Path) -> list[Any]:
     return [("title", "native"), ("blob", b"\x00" * 70_000), ("file", path)]
 
 
-@pytest.mark.parametrize("use_sendfile", [False, True], ids=["send", "sendfile"])
-def test_the_bytes_that_arrive_are_exactly_the_body(data_file: Path, use_sendfile: bool) -> None:
+# A body of at least four buffers of files and bytes is read on a second thread while the
+# previous buffer goes out: 64 KiB buffers make this 3 MiB body one.
+@pytest.mark.parametrize(
+    ("use_sendfile", "buffer_size"),
+    [(False, 2 * MiB), (False, 64 * 1024), (True, 2 * MiB)],
+    ids=["send", "send-read-ahead", "sendfile"],
+)
+def test_the_bytes_that_arrive_are_exactly_the_body(
+    data_file: Path, use_sendfile: bool, buffer_size: int
+) -> None:
     expected = b"".join(poster_rs.multipart_encode(params(data_file), boundary="b0und")[0])
     stream, _ = poster_rs.multipart_encode(params(data_file), boundary="b0und")
     with peer(read_all) as (client, got):
-        done, said = stream.send_to(client, use_sendfile=use_sendfile)
+        done, said = stream.send_to(client, use_sendfile=use_sendfile, buffer_size=buffer_size)
         client.shutdown(socket.SHUT_WR)
     assert (done, said) == (True, b"")
     assert got[0] == expected
