@@ -269,6 +269,52 @@ def test_from_params_requests_style_tuples(data_files):
     assert headers["Content-Length"] == str(len(body))
 
 
+PATH_TUPLES = [
+    ("renamed.dat", "application/x-thing"),
+    ("", "text/csv"),  # empty texts go the general way
+    ("r.dat", ""),
+    ("x\udcff.txt", "text/plain"),  # a lone surrogate, cleaned by the Python layer
+    (b"raw.bin", "text/plain"),
+    (None, "text/plain"),
+    ('q"uote\r\n.txt', "text/plain"),
+    ("r.dat", None),  # the type guessed
+]
+
+
+@pytest.mark.parametrize(("filename", "filetype"), PATH_TUPLES)
+def test_path_tuples_encode_as_their_multipart_params(data_files, filename, filetype):
+    """``(name, (filename, path, type))`` read directly by the compiled layer makes the same
+    body as the ``MultipartParam`` the Python layer builds from it."""
+    params = [("f", (filename, data_files.text, filetype)), ("g", "v")]
+    direct, direct_headers = encode_all(params, B)
+    built, built_headers = encode_all(MultipartParam.from_params(params), B)
+    assert direct == built
+    assert direct_headers == built_headers
+    assert split_parts(direct, B)[0][1] == b"hello world"
+
+
+def test_path_tuple_with_a_type_asks_mimetypes_nothing(data_files, monkeypatch):
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("mimetypes was asked for a type that was given")
+
+    monkeypatch.setattr("mimetypes.guess_type", refuse)
+    params = [("f", ("renamed.dat", data_files.text, "application/x-thing"))]
+    built = MultipartParam.from_params(params)
+    # The plain tuple is read by the compiled layer itself: no MultipartParam per file.
+    monkeypatch.setattr("poster_rs.encode._param_from_file_tuple", refuse)
+    for form in (params, built):
+        body, _ = encode_all(form, B)
+        (head, data), *_ = split_parts(body, B)
+        assert head == [disposition(b"f", b"renamed.dat"), b"Content-Type: application/x-thing"]
+        assert data == b"hello world"
+
+
+@pytest.mark.parametrize("filetype", ["a\r\nb", "x\x00y"])
+def test_path_tuple_with_a_broken_type_is_refused(data_files, filetype):
+    with pytest.raises(poster_rs.HeaderError, match="Content-Type"):
+        multipart_encode([("f", ("x.txt", data_files.text, filetype))])
+
+
 def test_from_params_bad_items():
     with pytest.raises(TypeError):
         MultipartParam.from_params([("a",)])

@@ -334,13 +334,20 @@ class MultipartParam(_poster_rs.Param):
         """A file parameter read from the path ``filename``, sent with its base name and a
         content type guessed from it. The file is measured now (a missing, unreadable or
         special file raises here) and opened only while it is streamed."""
+        return cls._from_path(paramname, filename, None)
+
+    @classmethod
+    def _from_path(
+        cls, paramname: str | bytes, filename: str | os.PathLike[str], filetype: str | None
+    ) -> MultipartParam:
+        """``from_file`` with ``filetype`` given, or guessed from the path when ``None``."""
         path = os.fspath(filename)
         size = _poster_rs.measure_file(_text(paramname, "name"), path)
         text_path = _display_path(path)
         param = cls(
             paramname,
             filename=os.path.basename(text_path),
-            filetype=mimetypes.guess_type(text_path)[0],
+            filetype=mimetypes.guess_type(text_path)[0] if filetype is None else filetype,
             filesize=size,
         )
         param._path = path
@@ -517,10 +524,8 @@ def _param_from_file_tuple(
     if filetype is None and filename:
         filetype = mimetypes.guess_type(os.fsdecode(filename))[0]
     if isinstance(data, os.PathLike):
-        param = cls.from_file(name, data)
+        param = cls._from_path(name, data, filetype)
         param.filename = None if filename is None else cls._filename_text(filename)
-        if filetype is not None:
-            param.filetype = filetype
         param.headers = None if headers is None else cls._header_list(headers)
         return param
     if hasattr(data, "read"):
