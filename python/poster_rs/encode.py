@@ -338,10 +338,10 @@ class MultipartParam(_poster_rs.Param):
 
     @classmethod
     def _from_path(
-        cls, paramname: str | bytes, filename: str | os.PathLike[str], filetype: str | None
+        cls, paramname: str | bytes, file_path: str | os.PathLike[str], filetype: str | None
     ) -> MultipartParam:
         """``from_file`` with ``filetype`` given, or guessed from the path when ``None``."""
-        path = os.fspath(filename)
+        path = os.fspath(file_path)
         size = _poster_rs.measure_file(_text(paramname, "name"), path)
         text_path = _display_path(path)
         param = cls(
