@@ -106,9 +106,10 @@ def _poster_params(wl: Workload, *, typed: bool = True) -> list[tuple[str, Any]]
     """The form every peer gets: each file with its base name and ``FILE_TYPE`` given. Untyped,
     a bare path: poster_rs then asks ``mimetypes``, whose first use in a process reads the
     system's type tables (~4.5 ms) that no peer is made to read."""
-    if not typed:
-        return [*wl.fields, *((f.name, Path(f.path)) for f in wl.files)]
-    return [*wl.fields, *((f.name, (f.filename, Path(f.path), FILE_TYPE)) for f in wl.files)]
+    files = (
+        (f.name, (f.filename, Path(f.path), FILE_TYPE) if typed else Path(f.path)) for f in wl.files
+    )
+    return [*wl.fields, *files]
 
 
 def enc_poster(

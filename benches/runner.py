@@ -291,9 +291,10 @@ def main(argv: list[str] | None = None) -> int:
             for case, name in order:
                 time.sleep(pause)
                 if not case.cold:
-                    # Read again right before: a host may page out file pages idle for seconds
-                    # (DAMON pageout dropped ~10 MiB of the 1 GiB file here between cases), and
-                    # a case that then reads from disk measures the disk, not the encoder.
+                    # Read again right before: a host may page out file pages read too rarely
+                    # (this one's DAMON pageout scheme took 91 MiB of files1000 and 11 MiB of big
+                    # in a few idle minutes), and a case that then reads from disk measures the
+                    # disk, not the encoder.
                     warm(workloads[name])
                 res = run_child(spec(case, name, False), timeout, Path(workdir))
                 if case.cold and res["status"] != "ok":

@@ -4,7 +4,8 @@
 //! (`pread`) and into the socket (`send`), one after the other. Measured on loopback (2-core
 //! Intel Xeon, 1 GiB file): `pread` runs at ~8 GB/s and `send` at ~3 GB/s, which bounds a
 //! serial sender at ~0.7x of `send` alone (it measured 0.58-0.66x). With the reads on a second
-//! thread the two copies overlap: 0.62-0.91x, at the same or lower CPU time per byte.
+//! thread the two copies overlap: 0.58-0.91x across benchmark runs, at the same or lower CPU
+//! time per byte.
 //!
 //! The thread lives for one step of [`Sender::send`]: it takes `&mut Body` in a scope and
 //! returns it at the step's end, when the body is moved back to just past the bytes handed to
